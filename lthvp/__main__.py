@@ -1,0 +1,3 @@
+from lthvp.cli import main
+
+raise SystemExit(main())

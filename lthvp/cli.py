@@ -1,0 +1,216 @@
+"""Command line: python -m lthvp tickets|run|sweep|worker|export|import."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def cmd_tickets(args) -> int:
+    from lthvp.imp import build_family
+    from lthvp.presets import get_preset
+
+    preset = get_preset(args.preset)
+    bars = {}
+
+    def progress(label, step, total):
+        bar = bars.get(label) or bars.setdefault(label, _progress_bar(total, label))
+        bar.n = step
+        bar.refresh()
+        if step == total:
+            bar.close()
+
+    t0 = time.time()
+    info = build_family(preset, args.out, levels=args.levels, progress=progress)
+    print(f"ticket family in {args.out or preset.family_dir} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    for arm in ("levels", "random_levels"):
+        for level, row in sorted(info[arm].items(), key=lambda kv: int(kv[0])):
+            print(f"{'random ' if arm != 'levels' else ''}level {level}: remaining "
+                  f"{100 * row['remaining']['all_prunable']:.1f}% of prunable weights, "
+                  f"source test accuracy {100 * row['source_test_accuracy']:.2f}%")
+    return 0
+
+
+def default_store_dir() -> Path:
+    import os
+
+    from lthvp.presets import REPO_ROOT
+
+    return Path(os.environ.get("LTHVP_STORE", REPO_ROOT / "cache" / "store"))
+
+
+def open_store(args):
+    from lthvp.store import ResultStore
+
+    return ResultStore(args.store or default_store_dir())
+
+
+def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
+    nargs = "+" if many else None
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--dataset", default="digits", nargs=nargs)
+    p.add_argument("--method", default=["vp", "lp"] if many else "vp", choices=["vp", "lp"], nargs=nargs)
+    p.add_argument("--level", type=int, default=list(range(9)) if many else 0, nargs=nargs)
+    p.add_argument("--shots", default=["1", "2", "5", "10", "full"] if many else "full", nargs=nargs,
+                   help="shots per class (an int) or 'full'")
+    p.add_argument("--seed", type=int, default=[0] if many else 0, nargs=nargs)
+    p.add_argument("--arm", default="ticket", choices=["ticket", "random"])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--mapping", default="ilm", choices=["ilm", "flm", "rlm"])
+    p.add_argument("--assignment", default="greedy", choices=["greedy", "hungarian"])
+    p.add_argument("--lp-input", default="full", choices=["full", "matched"])
+    p.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+
+
+def _configs(args, many: bool):
+    from itertools import product
+
+    from lthvp.config import RunConfig
+
+    common = dict(preset=args.preset, arm=args.arm, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                  image_size=args.image_size, mapping=args.mapping, assignment=args.assignment,
+                  lp_input=args.lp_input)
+    axes = [args.dataset, args.method, args.level, args.shots, args.seed]
+    if not many:
+        axes = [[a] for a in axes]
+    return [RunConfig(dataset=d, method=m, level=lv, shots=sh, seed=sd, **common)
+            for d, m, lv, sh, sd in product(*axes)]
+
+
+def _epoch_printer(prefix: str):
+    def show(p):
+        print(f"{prefix} epoch {p['epoch']}/{p['epochs']} train_loss {p['train_loss']:.3f} "
+              f"val_acc {p['val_acc']:.3f}", file=sys.stderr)
+    return show
+
+
+def cmd_run(args) -> int:
+    from lthvp.runner import run
+
+    (cfg,) = _configs(args, many=False)
+    result = run(cfg, open_store(args), progress=None if args.quiet else _epoch_printer(f"[{cfg.method}]"),
+                 force=args.force)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"accuracy {summary['accuracy']:.4f}  ECE {summary['ece']:.4f}  MCE {summary['mce']:.4f}  "
+              f"NLL {summary['nll']:.4f}  Brier {summary['brier']:.4f}  remaining "
+              f"{100 * summary['remaining_fraction']:.1f}%  hash {summary['hash']}"
+              + ("  (from the store)" if summary["cached"] else ""))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from lthvp.presets import resolve
+    from lthvp.runner import run
+
+    store = open_store(args)
+    configs = _configs(args, many=True)
+    todo = [c for c in configs if not store.has(resolve(c).hash())]
+    print(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run",
+          file=sys.stderr)
+    bar = _progress_bar(len(todo), "sweep")
+    t0, failed = time.time(), 0
+    for cfg in todo:
+        bar.set_postfix_str(f"{cfg.method} L{cfg.level} {cfg.shots}-shot s{cfg.seed}")
+        try:
+            run(cfg, store)
+        except (ValueError, FileNotFoundError, RuntimeError) as err:
+            failed += 1
+            print(f"\nfailed {cfg}: {err}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    print(f"sweep finished in {time.time() - t0:.0f} s ({len(todo) - failed} run, {failed} failed)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_export(args) -> int:
+    store = open_store(args)
+    keys = None
+    if args.preset or args.dataset:
+        table = store.table()
+        if args.preset:
+            table = table[table["preset"] == args.preset]
+        if args.dataset:
+            table = table[table["dataset"] == args.dataset]
+        keys = list(table["hash"])
+    path = store.export_bundle(args.path, keys, note=args.note)
+    print(f"exported {len(keys) if keys is not None else len(store)} results to {path}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from lthvp.store import BundleError
+
+    try:
+        report = open_store(args).import_bundle_report(args.path)
+    except BundleError as err:
+        print(f"rejected {args.path}: {err}", file=sys.stderr)
+        return 2
+    print(f"imported {args.path}: {len(report.added)} added, {len(report.skipped)} already stored")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lthvp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("tickets", help="build or resume a preset's ticket family (IMP with rewinding)")
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--out", type=Path, default=None, help="family directory (default: the preset's)")
+    p.add_argument("--levels", type=int, default=None, help="highest IMP level to build")
+    p.set_defaults(func=cmd_tickets)
+
+    p = sub.add_parser("run", help="one transfer experiment (stored; a repeat returns the stored result)")
+    _config_args(p, many=False)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--force", action="store_true", help="retrain even if the result is stored")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="every combination of the given axes, skipping stored results")
+    _config_args(p, many=True)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("worker", help="background worker: pop queued jobs from the store and run them")
+    p.add_argument("--store", type=Path, default=None)
+    p.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
+    p.set_defaults(func=lambda args: __import__("lthvp.worker", fromlist=["main"]).main(args))
+
+    p = sub.add_parser("export", help="write the store (or a filtered part) as a bundle")
+    p.add_argument("path", type=Path)
+    p.add_argument("--preset", default=None)
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--note", default="")
+    p.add_argument("--store", type=Path, default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="validate a bundle and add its results to the store")
+    p.add_argument("path", type=Path)
+    p.add_argument("--store", type=Path, default=None)
+    p.set_defaults(func=cmd_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lthvp.data import DataMissingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataMissingError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

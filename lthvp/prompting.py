@@ -1,0 +1,196 @@
+"""Visual prompting (ILM-VP): a trainable border around the zero-padded target image, and an
+output label mapping from source classes to target classes.
+
+Forward pass: image (resized to ``image_size``) -> zero-pad into the source canvas ->
++ sigmoid(program) * border_mask -> source normalisation -> frozen source model ->
+source logits[:, mapping] (T logits; softmax over them gives the probabilities).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class PadPrompt(nn.Module):
+    """ILM-VP's expansive prompt: trainable pixels on the border of a ``canvas`` x ``canvas`` input."""
+
+    def __init__(self, canvas: int, image_size: int, mean, std):
+        super().__init__()
+        if not 0 < image_size <= canvas:
+            raise ValueError(f"image_size must be in [1, {canvas}], got {image_size}")
+        self.canvas, self.image_size = canvas, image_size
+        self.pad_lo = (canvas - image_size + 1) // 2
+        self.pad_hi = (canvas - image_size) // 2
+        mask = torch.ones(1, 1, canvas, canvas)
+        mask[..., self.pad_lo:self.pad_lo + image_size, self.pad_lo:self.pad_lo + image_size] = 0
+        self.register_buffer("mask", mask)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.program = nn.Parameter(torch.zeros(3, canvas, canvas))  # zero init = grey border
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.image_size, self.image_size) or x.shape[1] != 3:
+            raise ValueError(f"expected images (B, 3, {self.image_size}, {self.image_size}), got {tuple(x.shape)}")
+        return F.pad(x, (self.pad_lo, self.pad_hi, self.pad_lo, self.pad_hi), value=0.0)
+
+    def prompted(self, x: torch.Tensor) -> torch.Tensor:
+        """The prompted image in [0, 1] pixel space (before normalisation)."""
+        return self.pad(x) + torch.sigmoid(self.program) * self.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.prompted(x) - self.mean) / self.std
+
+    def border_image(self) -> np.ndarray:
+        """The learned border as an (H, W, 3) uint8 image (the image area is black)."""
+        img = (torch.sigmoid(self.program) * self.mask[0]).detach().cpu().permute(1, 2, 0).numpy()
+        return np.round(img * 255).astype(np.uint8)
+
+
+def count_matrix(source_pred: torch.Tensor, target: torch.Tensor, n_source: int, n_target: int) -> torch.Tensor:
+    """counts[s, t] = how often source class s is the top-1 prediction for target class t."""
+    flat = source_pred.long() * n_target + target.long()
+    return torch.bincount(flat, minlength=n_source * n_target).view(n_source, n_target)
+
+
+def greedy_label_mapping(counts) -> list[int]:
+    """ILM-VP's greedy one-to-one mapping: repeatedly take the largest cell (ties: first in
+    row-major order), assign its source s to its target t, strike out row s and column t."""
+    c = np.array(counts.detach().cpu() if hasattr(counts, "detach") else counts, dtype=np.float64)
+    if c.ndim != 2:
+        raise ValueError(f"counts must be a (S, T) matrix, got shape {c.shape}")
+    n_source, n_target = c.shape
+    if n_source < n_target:
+        raise ValueError(f"need at least as many source classes as target classes (S={n_source} < T={n_target})")
+    mapping = [-1] * n_target
+    for _ in range(n_target):
+        s, t = np.unravel_index(int(np.argmax(c)), c.shape)  # argmax returns the first maximum
+        mapping[t] = int(s)
+        c[s, :] = -np.inf
+        c[:, t] = -np.inf
+    return mapping
+
+
+def hungarian_label_mapping(counts) -> list[int]:
+    """One-to-one mapping maximising the total count (optimal, unlike the greedy rule)."""
+    from scipy.optimize import linear_sum_assignment
+
+    c = np.asarray(counts.detach().cpu() if hasattr(counts, "detach") else counts, dtype=np.float64)
+    if c.shape[0] < c.shape[1]:
+        raise ValueError(f"need at least as many source classes as target classes (S={c.shape[0]} < T={c.shape[1]})")
+    rows, cols = linear_sum_assignment(c, maximize=True)
+    mapping = [-1] * c.shape[1]
+    for s, t in zip(rows, cols):
+        mapping[int(t)] = int(s)
+    return mapping
+
+
+def random_label_mapping(n_source: int, n_target: int, seed: int) -> list[int]:
+    """RLM: a seeded random one-to-one map."""
+    if n_source < n_target:
+        raise ValueError(f"need at least as many source classes as target classes (S={n_source} < T={n_target})")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_source, generator=gen)[:n_target].tolist()
+
+
+ASSIGNERS = {"greedy": greedy_label_mapping, "hungarian": hungarian_label_mapping}
+
+
+@dataclass
+class VPSettings:
+    epochs: int
+    lr: float = 0.01
+    batch_size: int = 128
+    mapping: str = "ilm"
+    assignment: str = "greedy"
+    seed: int = 0
+
+
+@dataclass
+class VPOutcome:
+    test_probs: torch.Tensor
+    best_epoch: int
+    mapping: list[int]
+    mapping_history: list[list[int]]
+    curves: list[dict] = field(default_factory=list)
+    prompt_image: np.ndarray | None = None
+    train_images_seen: int = 0
+
+
+@torch.no_grad()
+def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
+
+
+def compute_mapping(model, prompt, x, y, n_target, assignment, batch_size) -> list[int]:
+    logits = source_logits(model, prompt, x, batch_size)
+    counts = count_matrix(logits.argmax(1), y, logits.shape[1], n_target)  # on the device; one copy
+    return ASSIGNERS[assignment](counts.cpu())
+
+
+def _evaluate(model, prompt, mapping, x, y, batch_size) -> tuple[torch.Tensor, float, float]:
+    probs = F.softmax(source_logits(model, prompt, x, batch_size)[:, mapping], dim=1)
+    acc = float((probs.argmax(1) == y).float().mean())
+    nll = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), y))
+    return probs, acc, nll
+
+
+def train_vp(model: nn.Module, prompt: PadPrompt, train: tuple, val: tuple, test_x: torch.Tensor,
+             n_target: int, s: VPSettings, progress: Callable[[dict], None] | None = None) -> VPOutcome:
+    """Train the prompt on (train_x, train_y), pick the epoch by validation accuracy (ties:
+    lower validation NLL) and evaluate the test images once with the chosen prompt and mapping.
+    The model must be frozen (eval mode, no parameter gradients)."""
+    (x, y), (vx, vy) = train, val
+    device = x.device
+    gen = torch.Generator().manual_seed(s.seed)
+    n_source = model.fc.out_features
+    if s.mapping == "rlm":
+        mapping = random_label_mapping(n_source, n_target, s.seed)
+    elif s.mapping == "flm":
+        mapping = compute_mapping(model, prompt, x, y, n_target, s.assignment, s.batch_size)
+    opt = torch.optim.Adam(prompt.parameters(), lr=s.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[int(0.5 * s.epochs), int(0.72 * s.epochs)], gamma=0.1)
+    best = (-1.0, float("inf"))
+    best_state, best_mapping, best_epoch = None, None, -1
+    history, curves, seen = [], [], 0
+    bs = min(s.batch_size, len(y))
+    for epoch in range(s.epochs):
+        if s.mapping == "ilm":
+            mapping = compute_mapping(model, prompt, x, y, n_target, s.assignment, s.batch_size)
+        history.append(list(mapping))
+        map_t = torch.tensor(mapping, device=device)
+        order = torch.randperm(len(y), generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)  # accumulated on the device: no per-step host sync
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in range(0, len(y), bs):
+            idx = order[i:i + bs]
+            logits = model(prompt(x[idx]))[:, map_t].float()
+            loss = F.cross_entropy(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == y[idx]).sum()
+            seen += len(idx)
+        sched.step()
+        loss_sum, correct = float(loss_sum), int(correct)
+        _, val_acc, val_nll = _evaluate(model, prompt, mapping, vx, vy, s.batch_size)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / len(y), "train_acc": correct / len(y),
+               "val_acc": val_acc, "val_nll": val_nll}
+        curves.append(row)
+        if (val_acc, -val_nll) > (best[0], -best[1]):
+            best = (val_acc, val_nll)
+            best_state = prompt.program.detach().clone()
+            best_mapping, best_epoch = list(mapping), epoch + 1
+        if progress:
+            progress({"epoch": epoch + 1, "epochs": s.epochs, **row})
+    with torch.no_grad():
+        prompt.program.copy_(best_state)
+    probs = F.softmax(source_logits(model, prompt, test_x, s.batch_size)[:, best_mapping], dim=1)
+    return VPOutcome(probs, best_epoch, best_mapping, history, curves, prompt.border_image(), seen)

@@ -1,0 +1,87 @@
+"""LTHVP's own ticket file: one safetensors file per level, lossless and compact.
+
+Prunable weights are stored as their kept values plus a bit-packed mask (so a 16.8% ticket
+costs about a sixth of a dense one); everything else (BatchNorm, biases) is stored dense.
+Metadata carries the architecture and number of classes so a file loads on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from lthvp.models import build_model
+from lthvp.sparsity import Masks, apply_masks
+
+FORMAT = "lthvp-ticket-v1"
+
+
+def save_ticket_file(path: str | Path, model: nn.Module, masks: Masks, arch: str, extra: dict | None = None) -> None:
+    """Write atomically (temp file + rename) so an interrupted run never leaves a torn level."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in model.state_dict().items():
+        if name in masks:
+            keep = masks[name].flatten().bool().cpu()
+            tensors[f"values::{name}"] = value.detach().flatten().cpu()[keep].contiguous()
+            tensors[f"mask::{name}"] = torch.from_numpy(np.packbits(keep.numpy().astype(np.uint8)))
+        else:
+            tensors[name] = value.detach().cpu().contiguous()
+    meta = {"format": FORMAT, "arch": arch, "num_classes": str(model.fc.out_features),
+            "extra": json.dumps(extra or {}, sort_keys=True)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    save_file(tensors, tmp, metadata=meta)
+    os.replace(tmp, path)
+
+
+def is_ticket_file(path: str | Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("format") == FORMAT
+    except Exception:  # not a safetensors file at all
+        return False
+
+
+def load_ticket_file(path: str | Path) -> tuple[nn.Module, Masks, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an {FORMAT} file")
+    model = build_model(meta["arch"], int(meta["num_classes"]))
+    tensors = load_file(str(path))
+    state, masks = {}, {}
+    expected = model.state_dict()
+    for name, ref in expected.items():
+        if f"mask::{name}" in tensors:
+            bits = np.unpackbits(tensors[f"mask::{name}"].numpy())[: ref.numel()].astype(bool)
+            keep = torch.from_numpy(bits)
+            values = tensors[f"values::{name}"]
+            if int(keep.sum()) != values.numel():
+                raise ValueError(f"{path}: mask and values disagree for {name}")
+            full = torch.zeros(ref.numel(), dtype=ref.dtype)
+            full[keep] = values
+            state[name] = full.view_as(ref)
+            masks[name] = keep.view_as(ref).float()
+        elif name in tensors:
+            state[name] = tensors[name]
+    missing = [n for n in expected if n not in state]
+    known = set(expected) | {f"mask::{n}" for n in expected} | {f"values::{n}" for n in expected}
+    extra = [n for n in tensors if n not in known]
+    if missing or extra:
+        raise ValueError(f"{path}: missing keys {missing[:5]}, unexpected keys {extra[:5]}")
+    model.load_state_dict(state)
+    apply_masks(model, masks)
+    return model, masks, json.loads(meta.get("extra", "{}"))
