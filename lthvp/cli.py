@@ -20,6 +20,10 @@ def cmd_tickets(args) -> int:
     from lthvp.presets import get_preset
 
     preset = get_preset(args.preset)
+    if preset.name == "paper":
+        print("paper tickets are imported, one-shot pruned or built by IMP on your ImageFolder:\n"
+              "  python -m lthvp paper one-shot|import|imp ...   (see docs/PAPER.md)", file=sys.stderr)
+        return 2
     bars = {}
 
     def progress(label, step, total):
@@ -119,6 +123,13 @@ def cmd_sweep(args) -> int:
 
     store = open_store(args)
     configs = _configs(args, many=True)
+    if args.random_levels:
+        configs += _configs(argparse.Namespace(**{**vars(args), "arm": "random", "level": args.random_levels,
+                                                  "shots": args.random_shots}), many=True)
+    k, n = (int(v) for v in args.shard.split("/"))
+    if not 0 <= k < n:
+        raise ValueError(f"--shard must be K/N with 0 <= K < N, got {args.shard}")
+    configs = configs[k::n]
     todo = [c for c in configs if not store.has(resolve(c).hash())]
     print(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run",
           file=sys.stderr)
@@ -182,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="every combination of the given axes, skipping stored results")
     _config_args(p, many=True)
+    p.add_argument("--random-levels", type=int, nargs="*", default=[],
+                   help="also run the random-pruning arm at these levels")
+    p.add_argument("--random-shots", nargs="+", default=["full"], help="shots for the random arm")
+    p.add_argument("--shard", default="0/1", help="run every N-th config starting at K (K/N), e.g. one per GPU")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("worker", help="background worker: pop queued jobs from the store and run them")
@@ -189,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="exit when the queue is empty")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
     p.set_defaults(func=lambda args: __import__("lthvp.worker", fromlist=["main"]).main(args))
+
+    p = sub.add_parser("paper", help="paper-scale families and datasets: one-shot | import | imp | prepare-data",
+                       add_help=False)
 
     p = sub.add_parser("export", help="write the store (or a filtered part) as a bundle")
     p.add_argument("path", type=Path)
@@ -208,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from lthvp.data import DataMissingError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["paper"]:  # its own parser, so `paper --help` and its flags pass through untouched
+        from lthvp.paper import main as paper_main
+
+        return paper_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

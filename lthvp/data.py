@@ -105,9 +105,9 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def _with_val(name, classes, train_x, train_y, test_x, test_y, val_fraction=0.1) -> TargetData:
     keep, held = stratified_holdout(np.asarray(train_y), val_fraction, SPLIT_SEED)
-    train = Split(to_uint8_rgb(train_x), torch.as_tensor(np.asarray(train_y), dtype=torch.long))
+    train = Split(to_uint8_rgb(train_x), torch.as_tensor(np.array(train_y, dtype=np.int64)))
     return TargetData(name, classes, train.subset(keep), train.subset(held),
-                      Split(to_uint8_rgb(test_x), torch.as_tensor(np.asarray(test_y), dtype=torch.long)))
+                      Split(to_uint8_rgb(test_x), torch.as_tensor(np.array(test_y, dtype=np.int64))))
 
 
 def load_digits_data(root: Path, download: bool) -> TargetData:
@@ -224,3 +224,6 @@ def load_dataset(name: str, root: Path | None = None, download: bool | None = No
     if key not in _LOADED:
         _LOADED[key] = DATASETS[name].load(root, download)
     return _LOADED[key]
+
+
+from lthvp import paper as _paper  # noqa: E402,F401  registers the paper-scale targets (no downloads)

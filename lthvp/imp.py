@@ -122,6 +122,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def family_report(info: dict) -> str:
+    """Markdown sparsity report: remaining weights three ways and source test accuracy per level."""
+    lines = [f"# Ticket family `{info['preset']}` ({info['arch']})", "",
+             f"Source: {info['settings']['source_dataset']}; settings in family.json. {info['sparsity_counts']}.", "",
+             "| arm | level | remaining, all prunable | without stem | without stem and head | source test acc | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for arm, key in (("IMP", "levels"), ("random", "random_levels")):
+        for level, row in sorted(info[key].items(), key=lambda kv: int(kv[0])):
+            r = row["remaining"]
+            lines.append(f"| {arm} | {level} | {100 * r['all_prunable']:.2f}% | {100 * r['without_stem']:.2f}% | "
+                         f"{100 * r['without_stem_and_head']:.2f}% | {100 * row['source_test_accuracy']:.2f}% | "
+                         f"{row['train_seconds']} |")
+    lines += ["", "Per-layer density of every level: `layers` in family.json."]
+    return "\n".join(lines) + "\n"
+
+
 def build_family(preset: Preset, directory: str | Path | None = None, levels: int | None = None,
                  progress: Callable[[str, int, int], None] | None = None, settings: IMPSettings | None = None) -> dict:
     """Build (or resume) a preset's ticket family; returns family.json's content.
@@ -161,6 +177,7 @@ def build_family(preset: Preset, directory: str | Path | None = None, levels: in
         tmp = info_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
         tmp.replace(info_path)
+        (directory / "REPORT.md").write_text(family_report(info))
 
     def finish(model, masks, path, key, level, t0):
         assert_masked(model, masks)

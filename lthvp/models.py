@@ -121,3 +121,18 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores), a no-op elsewhere: CPU runs stay fp32 so the
+    shipped CPU results reproduce exactly."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def to_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move a model; on CUDA also use channels_last and let cuDNN pick its fastest kernels."""
+    model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model.to(memory_format=torch.channels_last)
+    return model

@@ -50,7 +50,7 @@ class Preset:
 
 MINI = Preset(
     name="mini", arch="resnet20", family_dir=REPO_ROOT / "tickets" / "mini", canvas=32,
-    vp_epochs={1: 40, 2: 40, 5: 30, 10: 30, FULL: 20},
+    vp_epochs={1: 30, 2: 30, 5: 25, 10: 25, FULL: 10},
     vp_batch={1: 16, 2: 16, 5: 32, 10: 32, FULL: 128},
     lp_epochs=60, lp_batch=64, image_sizes={"*": 24},
 )
@@ -84,3 +84,16 @@ def resolve(cfg: RunConfig) -> RunConfig:
     image_size = (cfg.image_size or p.image_size(cfg.dataset)) if cfg.lp_input == "matched" else p.canvas
     return cfg.replace(epochs=cfg.epochs or p.lp_epochs, batch_size=cfg.batch_size or p.lp_batch,
                        lr=cfg.lr or p.lp_lr, image_size=image_size, mapping="ilm", assignment="greedy")
+
+
+# Paper preset: torchvision ImageNet ResNet-50, tickets built by `python -m lthvp.paper`
+# (import / one-shot / imp) into tickets/paper; VP image 32 (CIFAR/SVHN/GTSRB) or 128 in a 224 canvas.
+# Batch sizes follow Misra et al. (tied to shots); VP epochs follow their 100 (ILM-VP used 200).
+PRESETS["paper"] = Preset(
+    name="paper", arch="resnet50", family_dir=REPO_ROOT / "tickets" / "paper", canvas=224,
+    vp_epochs={1: 100, 2: 100, 5: 100, 10: 100, FULL: 50},
+    vp_batch={1: 8, 2: 16, 5: 32, 10: 32, FULL: 256},
+    lp_epochs=100, lp_lr=0.01, lp_batch=256, vp_lr=0.01,
+    imp=IMPSettings(source_dataset="imagenet-imagefolder", ignore=("conv1.weight", "fc.weight")),
+    image_sizes={"cifar10": 32, "cifar100": 32, "svhn": 32, "gtsrb": 32, "*": 128},
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,13 +21,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lthvp.models import autocast_for
+
 
 @torch.no_grad()
 def extract_features(model: nn.Module, x: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor],
                      batch_size: int = 256) -> torch.Tensor:
     """Penultimate features of ``prepare(x[batch])`` with the model in eval mode."""
     model.eval()
-    return torch.cat([model.features(prepare(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+    with autocast_for(next(model.parameters()).device):
+        return torch.cat([model.features(prepare(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
 
 
 class FeatureCache:
@@ -45,7 +49,7 @@ class FeatureCache:
             try:
                 with np.load(path, allow_pickle=False) as f:
                     return torch.from_numpy(f["features"])
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 path.unlink(missing_ok=True)  # a torn or corrupt file: recompute it
         feats = compute()
         self.directory.mkdir(parents=True, exist_ok=True)

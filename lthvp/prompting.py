@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lthvp.models import autocast_for
+
 
 class PadPrompt(nn.Module):
     """ILM-VP's expansive prompt: trainable pixels on the border of a ``canvas`` x ``canvas`` input."""
@@ -124,7 +126,8 @@ class VPOutcome:
 
 @torch.no_grad()
 def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
+    with autocast_for(x.device):
+        return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
 
 
 def compute_mapping(model, prompt, x, y, n_target, assignment, batch_size) -> list[int]:
@@ -170,7 +173,8 @@ def train_vp(model: nn.Module, prompt: PadPrompt, train: tuple, val: tuple, test
         correct = torch.zeros((), device=device, dtype=torch.long)
         for i in range(0, len(y), bs):
             idx = order[i:i + bs]
-            logits = model(prompt(x[idx]))[:, map_t].float()
+            with autocast_for(device):
+                logits = model(prompt(x[idx]))[:, map_t].float()
             loss = F.cross_entropy(logits, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

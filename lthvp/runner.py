@@ -19,7 +19,7 @@ from lthvp.config import RunConfig
 from lthvp.data import TargetData, load_dataset, resize, sample_shots
 from lthvp.imp import TicketFamily
 from lthvp.metrics import evaluate
-from lthvp.models import freeze, model_spec
+from lthvp.models import freeze, model_spec, to_device
 from lthvp.presets import REPO_ROOT, Preset, get_preset, resolve
 from lthvp.probing import FeatureCache, LPSettings, extract_features, train_linear_head
 from lthvp.prompting import PadPrompt, VPSettings, train_vp
@@ -142,7 +142,7 @@ def run(config: RunConfig, store=None, progress: Progress | None = None, force: 
     train_idx = torch.as_tensor(sample_shots(data.train.y.numpy(), cfg.shots, cfg.seed))
     device = torch.device(device) if device is not None else default_device()
     model, masks, ticket_id = load_source(preset, cfg)
-    model.to(device)
+    to_device(model, device)
     out = METHODS[cfg.method](cfg, preset, model, data, train_idx, ticket_id, progress, device)
     assert_masked(model, masks)
     test_y = data.test.y

@@ -1,0 +1,71 @@
+"""The shipped mini study: the bundle covers every promised cell, loads into a fresh store, and
+a cell recomputed from the shipped tickets matches the stored numbers."""
+
+from pathlib import Path
+
+import pytest
+
+from lthvp.config import RunConfig
+from lthvp.presets import REPO_ROOT, resolve
+from lthvp.runner import run
+from lthvp.store import read_bundle
+
+BUNDLE = REPO_ROOT / "cache" / "mini_digits.zip"
+LEVELS, SHOTS, SEEDS = range(9), (1, 2, 5, 10, "full"), (0, 1, 2)
+RANDOM_LEVELS = (2, 4, 6, 8)
+# Recomputing on the same CPU build gives identical numbers; other thread counts or CPUs may
+# reorder float sums, which can flip a handful of borderline test predictions.
+ACCURACY_TOL = 3 / 539  # three test images of digits' 539
+CALIBRATION_TOL = 0.01
+
+
+def expected_cells() -> set[str]:
+    cells = [RunConfig(dataset="digits", method=m, level=lv, shots=sh, seed=sd)
+             for m in ("vp", "lp") for lv in LEVELS for sh in SHOTS for sd in SEEDS]
+    cells += [RunConfig(dataset="digits", method=m, level=lv, shots="full", seed=sd, arm="random")
+              for m in ("vp", "lp") for lv in RANDOM_LEVELS for sd in SEEDS]
+    return {resolve(c).hash() for c in cells}
+
+
+@pytest.fixture(scope="module")
+def records():
+    if not BUNDLE.exists():
+        pytest.fail(f"the shipped bundle {BUNDLE} is missing: run scripts/regenerate_mini_bundle.sh")
+    return {r["hash"]: r for r in read_bundle(BUNDLE)}
+
+
+def test_bundle_covers_every_cell(records):
+    expected = expected_cells()
+    assert len(expected) == 9 * 2 * 5 * 3 + 4 * 2 * 3
+    missing = expected - set(records)
+    assert not missing, f"{len(missing)} cells missing from the bundle"
+
+
+def test_bundle_records_carry_provenance_and_prompts(records):
+    for record in records.values():
+        prov = record["provenance"]
+        assert prov["packages"]["torch"] and prov["created"] and "command" in prov
+        assert record["timings"]["total_seconds"] > 0
+        if record["config"]["method"] == "vp":
+            assert record["prompt_png"] and record["mapping"] and len(record["mapping_history"]) >= 1
+
+
+def test_bundle_imports_into_a_fresh_store(store, records):
+    assert store.import_bundle(BUNDLE) == len(records)
+    assert store.import_bundle(BUNDLE) == 0  # a second import adds nothing
+    assert len(store.table()) == len(records)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg", [
+    RunConfig(dataset="digits", method="lp", level=6, shots=5, seed=1),
+    RunConfig(dataset="digits", method="vp", level=4, shots=2, seed=0),
+], ids=["lp-L6-5shot", "vp-L4-2shot"])
+def test_recompute_matches_bundle(records, cfg, tmp_path):
+    stored = records[resolve(cfg).hash()]
+    fresh = run(cfg, store=None).record
+    assert fresh["hash"] == stored["hash"]
+    assert fresh["remaining_fraction"] == pytest.approx(stored["remaining_fraction"], abs=1e-12)
+    assert fresh["metrics"]["accuracy"] == pytest.approx(stored["metrics"]["accuracy"], abs=ACCURACY_TOL)
+    for metric in ("ece", "nll", "brier"):
+        assert fresh["metrics"][metric] == pytest.approx(stored["metrics"][metric], abs=CALIBRATION_TOL), metric

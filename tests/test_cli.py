@@ -1,0 +1,90 @@
+"""Command line: clear errors with exit code 2 (never a traceback), export/import."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lthvp.cli import main
+from lthvp.presets import REPO_ROOT
+
+
+def _env(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LTHVP_DATA": str(tmp_path / "data")}
+    env.pop("LTHVP_DOWNLOAD", None)
+    return env
+
+
+def test_missing_data_exit_code_2_in_process(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTHVP_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("LTHVP_DOWNLOAD", raising=False)
+    code = main(["run", "--dataset", "mnist", "--method", "lp", "--epochs", "1", "--json",
+                 "--store", str(tmp_path / "store")])
+    err = capsys.readouterr()
+    assert code == 2
+    assert err.err.startswith("error:") and "--download" in err.err and str(tmp_path / "data") in err.err
+    assert "Traceback" not in err.err and err.out == ""
+
+
+def test_missing_data_exit_code_2_subprocess(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lthvp", "run", "--dataset", "mnist", "--method", "lp",
+                           "--epochs", "1", "--json", "--store", str(tmp_path / "store")],
+                          cwd=REPO_ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "error:" in proc.stderr and "--download" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--shots", "0"], "shots"),
+    (["run", "--arm", "random", "--level", "0"], "random"),
+    (["run", "--preset", "nope"], "preset"),
+    (["run", "--level", "99", "--method", "lp", "--epochs", "1"], "level 99"),
+])
+def test_bad_requests_exit_code_2(tmp_path, capsys, argv, needle):
+    code = main(argv + ["--store", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and needle in err and "Traceback" not in err
+
+
+def test_argparse_rejects_unknown_method(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--method", "finetune", "--store", str(tmp_path)])
+    assert exc.value.code == 2
+
+
+def test_export_import_cli(tmp_path, capsys):
+    from lthvp.store import ResultStore
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_store import make_record
+
+    src = ResultStore(tmp_path / "src")
+    records = [make_record(0), make_record(1, method="lp")]
+    for r in records:
+        src.put(r)
+    bundle = tmp_path / "b.zip"
+    assert main(["export", str(bundle), "--store", str(src.directory)]) == 0
+    assert "exported 2" in capsys.readouterr().out
+    assert main(["import", str(bundle), "--store", str(tmp_path / "dst")]) == 0
+    assert "2 added" in capsys.readouterr().out
+    dst = ResultStore(tmp_path / "dst")
+    assert sorted(dst.hashes()) == sorted(r["hash"] for r in records)
+    assert main(["export", str(tmp_path / "lp.zip"), "--store", str(src.directory), "--dataset", "digits"]) == 0
+    capsys.readouterr()
+    # hostile bundle: rejected with exit 2, store unchanged
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(evil, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+        zout.writestr("../escape.json", b"{}")
+    before = (dst.version, dst.hashes())
+    assert main(["import", str(evil), "--store", str(tmp_path / "dst")]) == 2
+    err = capsys.readouterr().err
+    assert "rejected" in err and "unsafe path" in err
+    assert (dst.version, dst.hashes()) == before
+    assert not (tmp_path / "escape.json").exists()
