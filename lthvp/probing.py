@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lthvp.models import autocast_for
+from lthvp.training import EpochSelector, reference_schedule, train_epoch
 
 
 @torch.no_grad()
@@ -87,39 +88,23 @@ def train_linear_head(train_features: Callable[[torch.Tensor], torch.Tensor], tr
     head = nn.Linear(feature_dim, n_target).to(train_y.device)
     gen = torch.Generator().manual_seed(s.seed)
     opt = torch.optim.Adam(head.parameters(), lr=s.lr)
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=[int(0.5 * s.epochs), int(0.72 * s.epochs)], gamma=0.1)
+    sched = reference_schedule(opt, s.epochs)
     bs = min(s.batch_size, len(train_y))
-    best, best_state, best_epoch, curves = (-1.0, float("inf")), None, -1, []
-    for epoch in range(s.epochs):
+    selector, curves = EpochSelector(), []
+    for epoch in range(1, s.epochs + 1):
         order = torch.randperm(len(train_y), generator=gen).to(train_y.device)
-        loss_sum = torch.zeros((), device=train_y.device)  # on the device: no per-step host sync
-        correct = torch.zeros((), device=train_y.device, dtype=torch.long)
-        for i in range(0, len(train_y), bs):
-            idx = order[i:i + bs]
-            logits = head(train_features(idx).float())
-            loss = F.cross_entropy(logits, train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == train_y[idx]).sum()
+        train_loss, train_acc = train_epoch(lambda idx: head(train_features(idx).float()), train_y, order, bs, opt)
         sched.step()
-        loss_sum, correct = float(loss_sum), int(correct)
         with torch.no_grad():
             val_logits = head(val_features)
             val_acc = float((val_logits.argmax(1) == val_y).float().mean())
             val_nll = float(F.cross_entropy(val_logits, val_y))
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / len(train_y), "train_acc": correct / len(train_y),
-               "val_acc": val_acc, "val_nll": val_nll}
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_acc": val_acc, "val_nll": val_nll}
         curves.append(row)
-        if (val_acc, -val_nll) > (best[0], -best[1]):
-            best = (val_acc, val_nll)
-            best_state = {k: v.clone() for k, v in head.state_dict().items()}
-            best_epoch = epoch + 1
+        selector.offer(epoch, val_acc, val_nll, lambda: {k: v.clone() for k, v in head.state_dict().items()})
         if progress:
-            progress({"epoch": epoch + 1, "epochs": s.epochs, **row})
-    head.load_state_dict(best_state)
+            progress({"epochs": s.epochs, **row})
+    head.load_state_dict(selector.state)
     with torch.no_grad():
         probs = F.softmax(head(test_features), dim=1)
-    return LPOutcome(probs, best_epoch, curves, head)
+    return LPOutcome(probs, selector.epoch, curves, head)

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lthvp.models import autocast_for
+from lthvp.training import EpochSelector, reference_schedule, train_epoch
 
 
 class PadPrompt(nn.Module):
@@ -124,8 +125,11 @@ class VPOutcome:
     train_images_seen: int = 0
 
 
+EVAL_BATCH = 256  # inference batches: larger than few-shot training batches, same results
+
+
 @torch.no_grad()
-def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     with autocast_for(x.device):
         return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
 
@@ -155,46 +159,32 @@ def train_vp(model: nn.Module, prompt: PadPrompt, train: tuple, val: tuple, test
     if s.mapping == "rlm":
         mapping = random_label_mapping(n_source, n_target, s.seed)
     elif s.mapping == "flm":
-        mapping = compute_mapping(model, prompt, x, y, n_target, s.assignment, s.batch_size)
+        mapping = compute_mapping(model, prompt, x, y, n_target, s.assignment, EVAL_BATCH)
     opt = torch.optim.Adam(prompt.parameters(), lr=s.lr)
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=[int(0.5 * s.epochs), int(0.72 * s.epochs)], gamma=0.1)
-    best = (-1.0, float("inf"))
-    best_state, best_mapping, best_epoch = None, None, -1
-    history, curves, seen = [], [], 0
+    sched = reference_schedule(opt, s.epochs)
+    selector = EpochSelector()
+    history, curves = [], []
     bs = min(s.batch_size, len(y))
-    for epoch in range(s.epochs):
+    for epoch in range(1, s.epochs + 1):
         if s.mapping == "ilm":
-            mapping = compute_mapping(model, prompt, x, y, n_target, s.assignment, s.batch_size)
+            mapping = compute_mapping(model, prompt, x, y, n_target, s.assignment, EVAL_BATCH)
         history.append(list(mapping))
         map_t = torch.tensor(mapping, device=device)
-        order = torch.randperm(len(y), generator=gen).to(device)
-        loss_sum = torch.zeros((), device=device)  # accumulated on the device: no per-step host sync
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for i in range(0, len(y), bs):
-            idx = order[i:i + bs]
+
+        def forward(idx):
             with autocast_for(device):
-                logits = model(prompt(x[idx]))[:, map_t].float()
-            loss = F.cross_entropy(logits, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == y[idx]).sum()
-            seen += len(idx)
+                return model(prompt(x[idx]))[:, map_t].float()
+
+        train_loss, train_acc = train_epoch(forward, y, torch.randperm(len(y), generator=gen).to(device), bs, opt)
         sched.step()
-        loss_sum, correct = float(loss_sum), int(correct)
-        _, val_acc, val_nll = _evaluate(model, prompt, mapping, vx, vy, s.batch_size)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / len(y), "train_acc": correct / len(y),
-               "val_acc": val_acc, "val_nll": val_nll}
+        _, val_acc, val_nll = _evaluate(model, prompt, mapping, vx, vy, EVAL_BATCH)
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_acc": val_acc, "val_nll": val_nll}
         curves.append(row)
-        if (val_acc, -val_nll) > (best[0], -best[1]):
-            best = (val_acc, val_nll)
-            best_state = prompt.program.detach().clone()
-            best_mapping, best_epoch = list(mapping), epoch + 1
+        selector.offer(epoch, val_acc, val_nll, lambda: (prompt.program.detach().clone(), list(mapping)))
         if progress:
-            progress({"epoch": epoch + 1, "epochs": s.epochs, **row})
+            progress({"epochs": s.epochs, **row})
+    best_state, best_mapping = selector.state
     with torch.no_grad():
         prompt.program.copy_(best_state)
-    probs = F.softmax(source_logits(model, prompt, test_x, s.batch_size)[:, best_mapping], dim=1)
-    return VPOutcome(probs, best_epoch, best_mapping, history, curves, prompt.border_image(), seen)
+    probs = F.softmax(source_logits(model, prompt, test_x, EVAL_BATCH)[:, best_mapping], dim=1)
+    return VPOutcome(probs, selector.epoch, best_mapping, history, curves, prompt.border_image(), s.epochs * len(y))

@@ -16,9 +16,12 @@ PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "diskcache", "safet
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "lthvp"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = out.stdout.strip()
+        return (commit + ("-dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
         return None
 
