@@ -1,7 +1,6 @@
 """The shipped mini study: the bundle covers every promised cell, loads into a fresh store, and
 a cell recomputed from the shipped tickets matches the stored numbers."""
 
-from pathlib import Path
 
 import pytest
 

@@ -1,6 +1,5 @@
 """Command line: clear errors with exit code 2 (never a traceback), export/import."""
 
-import json
 import os
 import subprocess
 import sys

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lthvp import paper
+from lthvp import paper, paper_data
 from lthvp.data import DataMissingError, load_dataset
 from lthvp.imp import TicketFamily
 from lthvp.models import build_model, freeze, model_spec
@@ -201,7 +201,7 @@ def test_eurosat_decode_cache_and_disjoint_splits(tmp_path):
             k += 1
     arrays = paper.decode_paper_dataset("eurosat", tmp_path, download=False, num_workers=0)
     assert arrays["x_train"].shape == (60, 128, 128, 3) and arrays["x_train"].dtype == np.uint8
-    assert paper._cache_path(tmp_path, "eurosat", 128).exists()
+    assert paper_data._cache_path(tmp_path, "eurosat", 128).exists()
     data = paper.build_splits("eurosat", arrays)
     assert data.classes == names
     assert (len(data.train), len(data.val), len(data.test)) == (39, 3, 18)  # 30% test, then 10% val per class
