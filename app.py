@@ -1,0 +1,29 @@
+"""LTHVP dashboard: ``streamlit run app.py``. The entry point is the frame around every page:
+it sets up navigation and the sidebar's store / queue status, then runs the chosen page."""
+
+import streamlit as st
+
+from lthvp import dashboard as db
+
+st.set_page_config(page_title="LTHVP: sparsity vs prompting", page_icon=":material/content_cut:", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
+    st.Page("pages/sparsity.py", title="Sparsity curves", icon=":material/show_chart:", url_path="sparsity"),
+    st.Page("pages/calibration.py", title="Calibration", icon=":material/balance:", url_path="calibration"),
+    st.Page("pages/prompts.py", title="Prompts", icon=":material/image:", url_path="prompts"),
+    st.Page("pages/run.py", title="Run", icon=":material/play_arrow:", url_path="run"),
+    st.Page("pages/bundles.py", title="Bundles", icon=":material/inventory_2:", url_path="bundles"),
+]
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    store = db.store()
+    n_results = len(db.results())
+    counts = db.queue().counts()
+    active = counts["queued"] + counts["running"]
+    st.caption(f"**Store** `{db.store_dir()}`  \n{n_results} results"
+               + (f" · {counts['running']} running, {counts['queued']} queued" if active else ""))
+    st.caption("Every control's value is in the URL: copy the address bar to share this view.")
+
+page.run()

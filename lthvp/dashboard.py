@@ -1,0 +1,217 @@
+"""Helpers shared by the Streamlit pages: store/queue handles, cached tables, store seeding,
+starting a worker. The Streamlit-free parts (``seed_store``, ``start_worker``, ``family_levels``)
+are importable without a running app."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lthvp.jobs import JobQueue
+from lthvp.presets import REPO_ROOT, get_preset
+from lthvp.store import BundleError, ResultStore
+
+BUNDLE_DIR = REPO_ROOT / "cache"
+# Target datasets the run launcher offers (mirrors lthvp.data.DATASETS, which imports torch).
+DATASETS = ["digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "svhn"]
+SHOTS = ["1", "2", "5", "10", "full"]
+METHODS = ["vp", "lp"]
+
+
+def store_dir() -> Path:
+    from lthvp.cli import default_store_dir
+
+    return Path(default_store_dir()).resolve()
+
+
+# --- Streamlit-free -----------------------------------------------------------------------------
+def seed_store(store: ResultStore, bundle_dir: Path = BUNDLE_DIR) -> list[str]:
+    """On first start (empty store) import every shipped ``cache/*.zip`` bundle; returns messages."""
+    if len(store.hashes()) > 0:
+        return []
+    messages = []
+    for path in sorted(Path(bundle_dir).glob("*.zip")):
+        try:
+            report = store.import_bundle_report(path)
+            messages.append(f"imported {path.name}: {len(report.added)} results added, "
+                            f"{len(report.skipped)} already stored")
+        except BundleError as err:
+            messages.append(f"could not import {path.name}: {err}")
+    return messages
+
+
+def family_levels(preset: str = "mini") -> dict:
+    """Levels whose ticket files exist: {'ticket': [...], 'random': [...], 'remaining': {level: frac}}."""
+    p = get_preset(preset)
+    out = {"ticket": [], "random": [], "remaining": {}}
+    try:
+        info = json.loads((p.family_dir / "family.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    for level, row in (info.get("levels") or {}).items():
+        if (p.family_dir / row.get("file", f"level_{level}.safetensors")).exists():
+            out["ticket"].append(int(level))
+            out["remaining"][int(level)] = (row.get("remaining") or {}).get("all_prunable", 0.8 ** int(level))
+    for level, row in (info.get("random_levels") or {}).items():
+        if (p.family_dir / row.get("file", f"random_level_{level}.safetensors")).exists():
+            out["random"].append(int(level))
+    if not out["ticket"]:  # no family.json yet: look at the files
+        out["ticket"] = sorted(int(f.stem.split("_")[1]) for f in p.family_dir.glob("level_*.safetensors"))
+        out["remaining"] = {lv: 0.8 ** lv for lv in out["ticket"]}
+    out["ticket"].sort()
+    out["random"].sort()
+    return out
+
+
+def start_worker(directory: Path, threads: int | None = None, once: bool = True) -> subprocess.Popen:
+    """Start ``python -m lthvp worker`` detached from the app (own session, log file in the store)."""
+    directory = Path(directory)
+    logs = directory / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    n = threads or max(1, (os.cpu_count() or 2) - 1)
+    env.setdefault("OMP_NUM_THREADS", str(n))
+    env.setdefault("LTHVP_WORKER_THREADS", str(n))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    log = open(logs / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log", "ab")
+    cmd = [sys.executable, "-m", "lthvp", "worker", "--store", str(directory)] + (["--once"] if once else [])
+    proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    return proc
+
+
+def autostart_enabled() -> bool:
+    return os.environ.get("LTHVP_AUTOSTART_WORKER", "1") != "0"
+
+
+def ensure_worker(queue: JobQueue, directory: Path) -> str | None:
+    """Start one worker when jobs are queued and no live worker heartbeats; says what it did."""
+    if not queue.counts().get("queued"):
+        return None
+    if queue.workers():
+        return None
+    if not autostart_enabled():
+        return ("Jobs are queued but no worker is alive, and automatic start is off "
+                "(LTHVP_AUTOSTART_WORKER=0). Start one: `python -m lthvp worker`.")
+    if not queue.try_mark_spawn():
+        return "A background worker is starting."
+    proc = start_worker(directory)
+    return (f"No live worker was found, so the app started one (pid {proc.pid}, "
+            f"`python -m lthvp worker --once`; it exits when the queue is empty).")
+
+
+# --- Streamlit ----------------------------------------------------------------------------------
+def _st():
+    import streamlit as st
+
+    return st
+
+
+def _resources():
+    st = _st()
+
+    @st.cache_resource(show_spinner=False)
+    def open_store(directory: str):
+        store = ResultStore(directory)
+        return store, seed_store(store)
+
+    @st.cache_resource(show_spinner=False)
+    def open_queue(directory: str):
+        return JobQueue.for_store(directory)
+
+    @st.cache_data(show_spinner=False, max_entries=8)
+    def table(directory: str, version: int) -> pd.DataFrame:
+        return open_store(directory)[0].table()
+
+    @st.cache_data(show_spinner=False, max_entries=512)
+    def record(directory: str, key: str, version: int) -> dict | None:
+        return open_store(directory)[0].get(key)
+
+    return open_store, open_queue, table, record
+
+
+_RES = None
+
+
+def res():
+    global _RES
+    if _RES is None:
+        _RES = _resources()
+    return _RES
+
+
+def store() -> ResultStore:
+    return res()[0](str(store_dir()))[0]
+
+
+def seed_messages() -> list[str]:
+    return res()[0](str(store_dir()))[1]
+
+
+def queue() -> JobQueue:
+    return res()[1](str(store_dir()))
+
+
+def results() -> pd.DataFrame:
+    """The flat results table, re-read only when the store's version changes."""
+    s = store()
+    df = res()[2](str(store_dir()), s.version)
+    if not df.empty:
+        df = df.copy()
+        df["shots"] = df["shots"].astype(str)
+    return df
+
+
+def record(key: str) -> dict | None:
+    s = store()
+    return res()[3](str(store_dir()), key, s.version)
+
+
+def find_record(df: pd.DataFrame, **match) -> dict | None:
+    """The first stored record whose row matches all given column values."""
+    if df.empty:
+        return None
+    mask = pd.Series(True, index=df.index)
+    for k, v in match.items():
+        mask &= df[k].astype(str) == str(v)
+    rows = df[mask].sort_values("created", ascending=False) if "created" in df else df[mask]
+    return record(rows["hash"].iloc[0]) if len(rows) else None
+
+
+def empty_state(what: str = "results") -> None:
+    st = _st()
+    st.info(f"No {what} in the store yet ({store_dir()}). Import a bundle on the **Bundles** page or "
+            "launch runs on the **Run** page.")
+    c1, c2 = st.columns(2)
+    c1.page_link("pages/bundles.py", label="Bundles: import results", icon=":material/upload:")
+    c2.page_link("pages/run.py", label="Run: launch training", icon=":material/play_arrow:")
+
+
+def options_or_default(options: list, default):
+    return default if default in options else (options[0] if options else None)
+
+
+def frame_guard() -> None:
+    """Make a deep link work on a freshly started server.
+
+    Streamlit (1.64) runs in the legacy ``pages/`` mode until some session executes ``st.navigation``:
+    the first visitor of ``/sparsity`` would get ``pages/sparsity.py`` alone (no app frame, legacy
+    navigation). Every page calls this first; in that situation it switches the process to
+    ``st.navigation`` mode and reruns, so ``app.py`` (the frame) runs and routes to the page."""
+    try:
+        from streamlit import config
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - internal API moved
+        return
+    # AppTest resets this flag before every run, and a rerun would drop a test's button click;
+    # under AppTest the page runs standalone (pages do not depend on the frame).
+    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
+        PagesManager.uses_pages_directory = False
+        _st().rerun()

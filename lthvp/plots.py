@@ -1,0 +1,398 @@
+"""Pure figure builders: results table / records -> plotly Figure. No Streamlit in here.
+
+Conventions: x = remaining prunable weights in % on a log axis, one tick per IMP level labelled
+``L3 51.2%``; mean over seeds with a 95% t-interval band (no band for a single seed); the
+random-pruning arm is dashed. Reliability diagrams are drawn from the stored bin table, and the
+ECE printed on a panel is computed from that same table.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from lthvp.metrics import ece_from_table, mce_from_table, table_from_json
+
+METRICS = {  # name -> (label, shown in percent, lower is better)
+    "accuracy": ("Accuracy", True, False),
+    "ece": ("ECE", True, True),
+    "mce": ("MCE", True, True),
+    "nll": ("NLL", False, True),
+    "brier": ("Brier score", False, True),
+}
+METHOD_NAMES = {"vp": "VP", "lp": "LP"}
+METHOD_COLORS = {"vp": "#1f77b4", "lp": "#d62728"}
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+GROUP_KEYS = ["dataset", "method", "shots", "arm", "level"]
+BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0), "nll": (0.0, np.inf), "brier": (0.0, 2.0)}
+
+
+# --- tables ------------------------------------------------------------------------------------
+def shots_order(values: Iterable) -> list[str]:
+    """'1','2','10','full' in numeric order, 'full' last."""
+    vals = {str(v) for v in values}
+    return sorted(vals, key=lambda s: (s == "full", int(s) if s.isdigit() else 0, s))
+
+
+def shots_label(s) -> str:
+    return "full data" if str(s) == "full" else f"{s}-shot"
+
+
+def t_critical(n: int, confidence: float = 0.95) -> float:
+    if n < 2:
+        return float("nan")
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, n - 1))
+
+
+def aggregate(df: pd.DataFrame, metric: str, keys: Sequence[str] = GROUP_KEYS) -> pd.DataFrame:
+    """Mean, std, n and 95% t-interval over seeds for every (dataset, method, shots, arm, level)."""
+    cols = list(keys) + ["mean", "std", "n", "lo", "hi", "remaining", "seeds"]
+    if df.empty or metric not in df:
+        return pd.DataFrame(columns=cols)
+    g = df.groupby(list(keys), dropna=False, observed=True)
+    out = g.agg(mean=(metric, "mean"), std=(metric, "std"), n=(metric, "size"),
+                remaining=("remaining_fraction", "mean"),
+                seeds=("seed", lambda s: ",".join(str(v) for v in sorted(set(s))))).reset_index()
+    half = np.array([t_critical(int(n)) for n in out["n"]]) * out["std"].fillna(0).to_numpy() / np.sqrt(out["n"])
+    half = np.where(out["n"].to_numpy() > 1, half, np.nan)
+    lo_bound, hi_bound = BOUNDS.get(metric, (-np.inf, np.inf))
+    out["lo"] = (out["mean"] - half).clip(lower=lo_bound)  # the interval never leaves the metric's range
+    out["hi"] = (out["mean"] + half).clip(upper=hi_bound)
+    return out[cols]
+
+
+def level_ticks(df: pd.DataFrame) -> tuple[list[float], list[str]]:
+    """Tick positions (remaining %) and labels ('L3 51.2%') for every level in the table."""
+    if df.empty:
+        return [], []
+    by_level = df.groupby("level")["remaining_fraction"].mean().sort_index()
+    vals = [100 * float(v) for v in by_level.to_numpy()]
+    return vals, [f"L{int(lv)} {v:.1f}%" for lv, v in zip(by_level.index, vals)]
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """What the store holds, one row per (preset, dataset, method, arm): levels, shots, seeds, runs."""
+    if df.empty:
+        return pd.DataFrame(columns=["preset", "dataset", "method", "arm", "levels", "shots", "seeds", "runs"])
+    rows = []
+    for (preset, dataset, method, arm), part in df.groupby(["preset", "dataset", "method", "arm"]):
+        rows.append({"preset": preset, "dataset": dataset, "method": METHOD_NAMES.get(method, method), "arm": arm,
+                     "levels": ", ".join(str(v) for v in sorted(part["level"].unique())),
+                     "shots": ", ".join(shots_order(part["shots"].unique())),
+                     "seeds": ", ".join(str(v) for v in sorted(part["seed"].unique())), "runs": len(part)})
+    return pd.DataFrame(rows)
+
+
+# --- sparsity curves ----------------------------------------------------------------------------
+def _scale(metric: str) -> float:
+    return 100.0 if METRICS.get(metric, ("", False, False))[1] else 1.0
+
+
+def _axis_title(metric: str) -> str:
+    label, pct, lower = METRICS.get(metric, (metric, False, False))
+    return f"{label}{' (%)' if pct else ''} {'↓' if lower else '↑'}"
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def _add_curve(fig, part: pd.DataFrame, name: str, color: str, dash: str, metric: str, row: int, col: int,
+               legendgroup: str, showlegend: bool) -> None:
+    part = part.sort_values("remaining", ascending=False)
+    s = _scale(metric)
+    x = (100 * part["remaining"]).tolist()
+    y = (s * part["mean"]).tolist()
+    band = part.dropna(subset=["lo", "hi"])
+    if len(band):
+        bx = (100 * band["remaining"]).tolist()
+        fig.add_trace(go.Scatter(x=bx + bx[::-1], y=(s * band["hi"]).tolist() + (s * band["lo"]).tolist()[::-1],
+                                 mode="lines", fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0),
+                                 hoverinfo="skip", showlegend=False, legendgroup=legendgroup,
+                                 name=f"{name} 95% CI"), row=row, col=col)
+    custom = np.stack([part["level"].to_numpy(), part["n"].to_numpy(), (s * part["lo"]).to_numpy(),
+                       (s * part["hi"]).to_numpy(), part["seeds"].to_numpy()], axis=1)
+    unit = "%" if s == 100 else ""
+    fig.add_trace(go.Scatter(
+        x=x, y=y, mode="lines+markers", name=name, legendgroup=legendgroup, showlegend=showlegend,
+        line=dict(color=color, dash=dash, width=2), marker=dict(size=7),
+        customdata=custom,
+        hovertemplate=(f"<b>{name}</b><br>level L%{{customdata[0]}} · remaining %{{x:.1f}}%<br>"
+                       f"{METRICS.get(metric, (metric,))[0]} mean %{{y:.3f}}{unit}<br>"
+                       f"95% CI [%{{customdata[2]:.3f}}, %{{customdata[3]:.3f}}]{unit}<br>"
+                       "runs (seeds): %{customdata[1]} (%{customdata[4]})<extra></extra>")),
+        row=row, col=col)
+
+
+def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots", title: str | None = None,
+                    height: int = 420) -> go.Figure:
+    """Metric vs remaining weights. ``by='shots'``: one panel per method (VP | LP), one line per shot
+    count; ``by='method'``: one panel per shot count, VP and LP lines. Random arm dashed."""
+    if by not in ("shots", "method"):
+        raise ValueError("by must be 'shots' or 'method'")
+    agg = aggregate(df, metric)
+    if agg.empty:
+        fig = go.Figure()
+        fig.update_layout(title=title or "no results for this selection", height=height)
+        return fig
+    methods = [m for m in ("vp", "lp") if m in set(agg["method"])] + sorted(set(agg["method"]) - {"vp", "lp"})
+    shots = shots_order(agg["shots"].unique())
+    facets = methods if by == "shots" else shots
+    facet_titles = [METHOD_NAMES.get(f, f) for f in facets] if by == "shots" else [shots_label(f) for f in facets]
+    fig = make_subplots(rows=1, cols=len(facets), shared_yaxes=True, subplot_titles=facet_titles,
+                        horizontal_spacing=0.04)
+    seen = set()
+    datasets = sorted(agg["dataset"].unique())
+    for ci, facet in enumerate(facets, start=1):
+        sub = agg[agg["method"] == facet] if by == "shots" else agg[agg["shots"] == facet]
+        lines = shots_order(sub["shots"].unique()) if by == "shots" else [m for m in methods if m in set(sub["method"])]
+        for li, line in enumerate(lines):
+            for arm in ("ticket", "random", *sorted(set(sub["arm"]) - {"ticket", "random"})):
+                for ds in datasets:
+                    part = sub[((sub["shots"] == line) if by == "shots" else (sub["method"] == line))
+                               & (sub["arm"] == arm) & (sub["dataset"] == ds)]
+                    if part.empty:
+                        continue
+                    if by == "shots":
+                        color = PALETTE[shots.index(line) % len(PALETTE)]
+                        label = shots_label(line)
+                    else:
+                        color = METHOD_COLORS.get(line, PALETTE[li % len(PALETTE)])
+                        label = METHOD_NAMES.get(line, line)
+                    if len(datasets) > 1:
+                        label = f"{ds} · {label}"
+                    if arm != "ticket":
+                        label += f" ({arm} pruning)"
+                    _add_curve(fig, part, label, color, "solid" if arm == "ticket" else "dash", metric, 1, ci,
+                               legendgroup=label, showlegend=label not in seen)
+                    seen.add(label)
+    tickvals, ticktext = level_ticks(df[df["arm"] == "ticket"] if (df["arm"] == "ticket").any() else df)
+    fig.update_xaxes(type="log", autorange="reversed", tickvals=tickvals, ticktext=ticktext, tickangle=-45,
+                     title_text="remaining weights (all prunable, log scale)", showgrid=True, matches="x")
+    fig.update_yaxes(title_text=_axis_title(metric), row=1, col=1)
+    fig.update_layout(title=title, height=height, hovermode="closest", legend=dict(orientation="h", y=-0.35),
+                      margin=dict(t=60, b=40), meta={"metric": metric, "by": by, "groups": int(len(agg))})
+    return fig
+
+
+def headline_figure(df: pd.DataFrame, dataset: str | None = None, shots: str | None = None) -> go.Figure:
+    """Overview: accuracy and ECE vs remaining weights, VP vs LP, one dataset and shot count."""
+    if df.empty:
+        return go.Figure().update_layout(title="the store is empty")
+    t = df[df["arm"] == "ticket"] if (df["arm"] == "ticket").any() else df
+    dataset = dataset or t["dataset"].value_counts().idxmax()
+    t = t[t["dataset"] == dataset]
+    shots = shots or t["shots"].value_counts().idxmax()
+    part = df[(df["dataset"] == dataset) & (df["shots"] == shots)]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Accuracy ↑", "ECE ↓ (calibration error)"],
+                        horizontal_spacing=0.09)
+    for col, metric in enumerate(("accuracy", "ece"), start=1):
+        agg = aggregate(part, metric)
+        for method in [m for m in ("vp", "lp") if m in set(agg["method"])]:
+            for arm in sorted(set(agg["arm"]), key=lambda a: a != "ticket"):
+                sub = agg[(agg["method"] == method) & (agg["arm"] == arm)]
+                if sub.empty:
+                    continue
+                label = METHOD_NAMES.get(method, method) + ("" if arm == "ticket" else f" ({arm} pruning)")
+                _add_curve(fig, sub, label, METHOD_COLORS.get(method, PALETTE[0]),
+                           "solid" if arm == "ticket" else "dash", metric, 1, col, label, col == 1)
+        fig.update_yaxes(title_text=_axis_title(metric), row=1, col=col)
+    tickvals, ticktext = level_ticks(part[part["arm"] == "ticket"] if (part["arm"] == "ticket").any() else part)
+    fig.update_xaxes(type="log", autorange="reversed", tickvals=tickvals, ticktext=ticktext, tickangle=-45,
+                     title_text="remaining weights (log)", matches="x")
+    fig.update_layout(title=f"{dataset}, {shots_label(shots)}: what sparsity costs VP and LP", height=420,
+                      legend=dict(orientation="h", y=-0.4), margin=dict(t=70),
+                      meta={"dataset": dataset, "shots": str(shots)})
+    return fig
+
+
+# --- calibration --------------------------------------------------------------------------------
+def panel_table(record: dict) -> pd.DataFrame:
+    return table_from_json(record["reliability"])
+
+
+def panel_ece(record: dict) -> float:
+    """The ECE a reliability panel prints: from the same stored bin table it draws."""
+    return ece_from_table(panel_table(record))
+
+
+def record_label(record: dict) -> str:
+    c = record["config"]
+    arm = "" if c.get("arm", "ticket") == "ticket" else f" {c['arm']}"
+    return (f"{METHOD_NAMES.get(c['method'], c['method'])} L{c['level']}{arm} "
+            f"({100 * record['remaining_fraction']:.1f}%) {shots_label(c['shots'])} s{c['seed']}")
+
+
+def reliability_figure(panels: Sequence[tuple[str, dict]], height: int = 520) -> go.Figure:
+    """Reliability diagrams side by side: per panel, accuracy per confidence bin (bars) against the
+    diagonal with the gap shaded, ECE/MCE from the bin table, and the confidence histogram under it."""
+    n = max(1, len(panels))
+    fig = make_subplots(rows=2, cols=n, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.06,
+                        horizontal_spacing=0.05, subplot_titles=[title for title, _ in panels] or [""])
+    eces = []
+    for ci, (title, record) in enumerate(panels, start=1):
+        table = panel_table(record)
+        filled = table[table["count"] > 0]
+        centers = ((filled["bin_lower"] + filled["bin_upper"]) / 2).to_numpy()
+        width = float((table["bin_upper"] - table["bin_lower"]).iloc[0]) if len(table) else 1 / 15
+        total = int(table["count"].sum())
+        ece, mce = ece_from_table(table), mce_from_table(table)
+        eces.append(ece)
+        first = ci == 1
+        fig.add_trace(go.Bar(x=centers, y=filled["accuracy"], width=width, name="accuracy",
+                             marker=dict(color="#1f77b4", line=dict(color="#0b3d66", width=1)),
+                             legendgroup="acc", showlegend=first,
+                             customdata=np.stack([filled["bin_lower"], filled["bin_upper"], filled["count"],
+                                                  filled["confidence"]], axis=1),
+                             hovertemplate=("bin (%{customdata[0]:.3f}, %{customdata[1]:.3f}]<br>"
+                                            "accuracy %{y:.3f} · confidence %{customdata[3]:.3f}<br>"
+                                            "%{customdata[2]} samples<extra></extra>")), row=1, col=ci)
+        gap = filled["confidence"] - filled["accuracy"]
+        fig.add_trace(go.Bar(x=centers, y=gap, base=filled["accuracy"], width=width, name="gap to confidence",
+                             marker=dict(color="rgba(220,30,30,0.35)", line=dict(color="rgba(180,0,0,0.8)", width=1)),
+                             legendgroup="gap", showlegend=first, hoverinfo="skip"), row=1, col=ci)
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#555", dash="dash"),
+                                 name="perfect calibration", legendgroup="diag", showlegend=first,
+                                 hoverinfo="skip"), row=1, col=ci)
+        fig.add_trace(go.Bar(x=centers, y=filled["count"] / max(total, 1), width=width, name="share of samples",
+                             marker=dict(color="#7f7f7f"), legendgroup="hist", showlegend=first,
+                             customdata=filled["count"],
+                             hovertemplate="%{customdata} samples (%{y:.1%})<extra></extra>"), row=2, col=ci)
+        xref = "x domain" if ci == 1 else f"x{ci} domain"
+        yref = "y domain" if ci == 1 else f"y{ci} domain"
+        fig.add_annotation(x=0.03, y=0.97, xref=xref, yref=yref, showarrow=False, align="left",
+                           xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.8)",
+                           text=f"ECE {100 * ece:.2f}%<br>MCE {100 * mce:.2f}%<br>n = {total}")
+        fig.update_yaxes(range=[0, 1], row=1, col=ci)
+        fig.update_xaxes(range=[0, 1], row=1, col=ci)
+        fig.update_xaxes(range=[0, 1], title_text="confidence (max probability)", row=2, col=ci)
+    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="share", row=2, col=1)
+    fig.update_layout(barmode="overlay", height=height, legend=dict(orientation="h", y=-0.18), bargap=0,
+                      margin=dict(t=60), meta={"ece": eces, "titles": [t for t, _ in panels]})
+    return fig
+
+
+def calibration_shift_figure(df: pd.DataFrame, metric: str = "ece") -> go.Figure:
+    """Dense vs sparse at a glance: a metric (mean over seeds) per level, VP and LP bars."""
+    agg = aggregate(df, metric)
+    s = _scale(metric)
+    fig = go.Figure()
+    for method in [m for m in ("vp", "lp") if m in set(agg["method"])]:
+        sub = agg[agg["method"] == method].sort_values("level")
+        fig.add_trace(go.Bar(x=[f"L{lv} {100 * r:.1f}%" for lv, r in zip(sub["level"], sub["remaining"])],
+                             y=s * sub["mean"], name=METHOD_NAMES.get(method, method),
+                             marker_color=METHOD_COLORS.get(method),
+                             error_y=dict(type="data", array=(s * (sub["hi"] - sub["mean"])).fillna(0).tolist()),
+                             customdata=sub["n"], hovertemplate="%{x}: %{y:.3f}<br>%{customdata} runs<extra></extra>"))
+    fig.update_layout(barmode="group", height=320, yaxis_title=_axis_title(metric), xaxis_title="level",
+                      margin=dict(t=30))
+    return fig
+
+
+# --- prompts and label mappings -----------------------------------------------------------------
+def decode_png(b64: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def apply_prompt(prompt: np.ndarray, images: np.ndarray, image_size: int) -> list[np.ndarray]:
+    """Paste target images (N, H, W, 3 uint8, resized to ``image_size``) into the prompt's canvas,
+    the way the model sees them (zero-pad + border prompt, before normalisation)."""
+    from PIL import Image
+
+    canvas = prompt.shape[0]
+    lo = (canvas - image_size + 1) // 2
+    out = []
+    for img in images:
+        small = np.asarray(Image.fromarray(img).resize((image_size, image_size), Image.BILINEAR))
+        composed = prompt.copy()
+        composed[lo:lo + image_size, lo:lo + image_size] = small
+        out.append(composed)
+    return out
+
+
+def image_grid(items: Sequence[tuple[str, np.ndarray]], cols: int = 5, scale: int = 4,
+               title: str | None = None) -> go.Figure:
+    """A grid of RGB images (learned prompts, prompted examples) with a title per image."""
+    n = max(1, len(items))
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in items] or [""],
+                        horizontal_spacing=0.02, vertical_spacing=0.12 / rows)
+    for i, (label, img) in enumerate(items):
+        fig.add_trace(go.Image(z=img, name=label, hovertemplate=f"{label}<br>x %{{x}} y %{{y}}<br>"
+                                                                 "rgb %{z}<extra></extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor=None)
+    side = (items[0][1].shape[0] if items else 32) * scale
+    fig.update_layout(height=rows * (side + 50) + 40, title=title, margin=dict(t=60 if title else 30, b=10, l=10, r=10))
+    return fig
+
+
+def mapping_table(records: Sequence[dict], source_classes: Sequence[str]) -> pd.DataFrame:
+    """Target class -> source class name, one column per record (e.g. per level)."""
+    cols = {}
+    target_classes = None
+    for r in records:
+        if not r.get("mapping"):
+            continue
+        target_classes = target_classes or r.get("classes") or [str(i) for i in range(len(r["mapping"]))]
+        c = r["config"]
+        cols[f"L{c['level']} ({100 * r['remaining_fraction']:.1f}%)"] = [
+            source_classes[s] if 0 <= s < len(source_classes) else str(s) for s in r["mapping"]]
+    if not cols:
+        return pd.DataFrame()
+    out = pd.DataFrame(cols, index=pd.Index(target_classes, name="target class"))
+    return out
+
+
+def mapping_history_figure(record: dict, source_classes: Sequence[str]) -> go.Figure:
+    """Label mapping per epoch (ILM recomputes it every epoch): cell = source class chosen for a
+    target class at that epoch; changes are visible as colour changes."""
+    history = record.get("mapping_history") or []
+    targets = record.get("classes") or [str(i) for i in range(len(history[0]) if history else 0)]
+    if not history:
+        return go.Figure().update_layout(title="no mapping history (LP run or FLM/RLM mapping)")
+    z = np.array(history, dtype=float).T  # (targets, epochs)
+    text = [[source_classes[int(s)] if 0 <= int(s) < len(source_classes) else str(int(s)) for s in row] for row in z]
+    changes = int((np.diff(z, axis=1) != 0).sum()) if z.shape[1] > 1 else 0
+    fig = go.Figure(go.Heatmap(z=z, x=[f"epoch {i + 1}" for i in range(z.shape[1])], y=[f"target {t}" for t in targets],
+                               text=text, texttemplate="%{text}", colorscale="Turbo", showscale=False,
+                               hovertemplate="%{y} → %{text} at %{x}<extra></extra>"))
+    fig.update_layout(title=f"label mapping over epochs ({changes} reassignment{'s' if changes != 1 else ''})",
+                      height=max(260, 28 * len(targets) + 120), yaxis=dict(autorange="reversed"),
+                      margin=dict(t=50))
+    return fig
+
+
+def curves_figure(records: Sequence[tuple[str, dict]]) -> go.Figure:
+    """Training curves (train loss, validation accuracy) of a few runs."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["train loss", "validation accuracy"])
+    for i, (label, r) in enumerate(records):
+        curves = r.get("curves") or []
+        if not curves:
+            continue
+        ep = [c["epoch"] for c in curves]
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=ep, y=[c["train_loss"] for c in curves], name=label, legendgroup=label,
+                                 line=dict(color=color)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=ep, y=[c["val_acc"] for c in curves], name=label, legendgroup=label,
+                                 showlegend=False, line=dict(color=color)), row=1, col=2)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=320, margin=dict(t=40))
+    return fig

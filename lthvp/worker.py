@@ -1,0 +1,163 @@
+"""Background worker: ``python -m lthvp worker --store DIR [--once] [--poll S]``.
+
+Pops jobs from the store's queue (atomic claim), heartbeats from a thread, writes per-epoch
+progress into the queue, checks the cancel flag every epoch, and writes the result with
+``ResultStore.put`` (one transaction). Run one per GPU with ``CUDA_VISIBLE_DEVICES=i``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from lthvp.config import RunConfig
+from lthvp.jobs import CANCELLED, DONE, FAILED, HEARTBEAT_S, JobCancelled, JobQueue
+
+Runner = Callable[..., object]  # run(config, store, progress=callable) like lthvp.runner.run
+
+
+def default_runner(config: RunConfig, store, progress=None):
+    from lthvp.runner import run
+
+    return run(config, store, progress=progress)
+
+
+def configure_threads() -> int:
+    """Torch threads: LTHVP_WORKER_THREADS, else OMP_NUM_THREADS, else all but one core."""
+    n = os.environ.get("LTHVP_WORKER_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    n = int(n) if n else max(1, (os.cpu_count() or 2) - 1)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover
+        pass
+    return n
+
+
+class Worker:
+    def __init__(self, queue: JobQueue, store, runner: Runner | None = None, worker_id: str | None = None,
+                 heartbeat_s: float = HEARTBEAT_S, log=None):
+        self.queue, self.store = queue, store
+        self.runner = runner or default_runner
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.heartbeat_s = heartbeat_s
+        self.current: str | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self.log = log or (lambda msg: print(f"[worker {self.id}] {msg}", file=sys.stderr, flush=True))
+
+    # heartbeat thread ------------------------------------------------------------------------
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self.queue.worker_heartbeat(self.id, self.current)
+                if self.current:
+                    self.queue.heartbeat(self.current, self.id)
+            except Exception as err:  # a busy database must not kill the worker
+                self.log(f"heartbeat failed: {err}")
+
+    def start(self) -> None:
+        self.queue.register_worker(self.id, gpu=os.environ.get("CUDA_VISIBLE_DEVICES"))
+        self._beat = threading.Thread(target=self._beat_loop, name="lthvp-heartbeat", daemon=True)
+        self._beat.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+        self.queue.unregister_worker(self.id)
+
+    # jobs ------------------------------------------------------------------------------------
+    def run_job(self, job: dict) -> str:
+        """Run one claimed job to a final state; returns it."""
+        job_id = job["id"]
+        self.current = job_id
+        self.queue.worker_heartbeat(self.id, job_id)
+        cfg = RunConfig.from_dict(job["config"])
+
+        def progress(p: dict) -> None:
+            state = self.queue.progress(job_id, self.id, dict(p))
+            if state is None or state.get("cancel_requested") or state.get("worker") != self.id:
+                raise JobCancelled(job_id)
+
+        t0 = time.time()
+        try:
+            self.runner(cfg, self.store, progress=progress)
+            final, error = DONE, None
+        except JobCancelled:
+            final, error = CANCELLED, "cancelled while running"
+        except Exception as err:  # recorded on the job; the worker carries on
+            final, error = FAILED, f"{type(err).__name__}: {err}"
+            self.log(traceback.format_exc())
+        finally:
+            self.current = None
+        self.queue.finish(job_id, self.id, final, error)
+        self.log(f"{job_id} {final} in {time.time() - t0:.1f} s" + (f" ({error})" if error else ""))
+        return final
+
+    def run_once(self) -> str | None:
+        """Claim and run one job; None when the queue is empty."""
+        self.queue.reap()
+        job = self.queue.claim(self.id)
+        if job is None:
+            return None
+        c = job["config"]
+        self.log(f"running {job['id']}: {c['method']} {c['dataset']} L{c['level']} {c['shots']}-shot "
+                 f"seed {c['seed']} (for {job['submitted_by']})")
+        return self.run_job(job)
+
+    def loop(self, once: bool = False, poll: float = 1.0, idle_exit_s: float | None = None) -> int:
+        """Process jobs until stopped; ``once``: exit when the queue is empty."""
+        self.start()
+        idle_since = time.time()
+        done = 0
+        try:
+            while not self._stop.is_set():
+                if self.run_once() is not None:
+                    done += 1
+                    idle_since = time.time()
+                    continue
+                if once or (idle_exit_s is not None and time.time() - idle_since > idle_exit_s):
+                    break
+                self._stop.wait(poll)
+        finally:
+            self.stop()
+        return done
+
+
+def main(args) -> int:
+    """Entry point of ``python -m lthvp worker``."""
+    import signal
+
+    from lthvp.cli import default_store_dir
+    from lthvp.store import ResultStore
+
+    store_dir = Path(args.store or default_store_dir())
+    threads = configure_threads()
+    store = ResultStore(store_dir)
+    queue = JobQueue.for_store(store_dir)
+    worker = Worker(queue, store)
+    idle = os.environ.get("LTHVP_WORKER_IDLE_EXIT")
+    worker.log(f"store {store_dir}, {threads} torch threads, device "
+               f"{os.environ.get('LTHVP_DEVICE') or 'auto'}, {'--once' if args.once else f'polling every {args.poll} s'}")
+
+    def on_term(signum, frame):  # finish bookkeeping; the running job is marked crashed by reapers
+        worker.log(f"signal {signum}: stopping")
+        worker._stop.set()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        n = worker.loop(once=args.once, poll=args.poll, idle_exit_s=float(idle) if idle else None)
+    except KeyboardInterrupt:
+        return 130
+    worker.log(f"exiting after {n} job(s)")
+    return 0

@@ -1,0 +1,73 @@
+"""Calibration: reliability diagrams per level, VP and LP side by side, dense vs sparse."""
+
+import streamlit as st
+
+from lthvp import dashboard as db
+from lthvp import plots
+
+db.frame_guard()
+
+st.title("Calibration")
+df = db.results()
+if df.empty:
+    db.empty_state()
+    st.stop()
+
+datasets = sorted(df["dataset"].unique())
+c1, c2, c3, c4 = st.columns(4)
+ds = c1.selectbox("Dataset", datasets, key="ds", bind="query-params",
+                  index=datasets.index(df["dataset"].value_counts().idxmax()))
+part = df[(df["dataset"] == ds) & (df["arm"] == "ticket")]
+if part.empty:
+    part = df[df["dataset"] == ds]
+shots_all = plots.shots_order(part["shots"].unique())
+shot = c2.selectbox("Shots per class", shots_all, key="shot", bind="query-params", format_func=plots.shots_label,
+                    index=shots_all.index(part["shots"].value_counts().idxmax()))
+part = part[part["shots"] == shot]
+seeds = sorted(int(s) for s in part["seed"].unique())
+seed = c3.selectbox("Seed", seeds, key="seed", bind="query-params")
+part = part[part["seed"] == seed]
+levels = sorted(int(v) for v in part["level"].unique())
+level = c4.selectbox("Level", levels, key="level", bind="query-params", index=len(levels) - 1,
+                     format_func=lambda lv: f"L{lv}")
+
+st.subheader(f"VP vs LP at level L{level}")
+panels = []
+for method in ("vp", "lp"):
+    rec = db.find_record(part, method=method, level=level)
+    if rec is not None:
+        panels.append((plots.record_label(rec), rec))
+if panels:
+    st.plotly_chart(plots.reliability_figure(panels), key="vp_lp", theme=None)
+    cols = st.columns(len(panels))
+    for col, (label, rec) in zip(cols, panels):
+        m = rec["metrics"]
+        col.caption(f"**{label}** · stored: accuracy {100 * m['accuracy']:.2f}%, ECE {100 * m['ece']:.2f}%, "
+                    f"MCE {100 * m['mce']:.2f}%, NLL {m['nll']:.3f}, Brier {m['brier']:.3f}")
+else:
+    st.warning("No run stored for this level.")
+
+st.subheader("Dense vs sparse")
+d1, d2 = st.columns(2)
+methods = [m for m in ("vp", "lp") if m in set(part["method"])]
+method = d1.selectbox("Method", methods, key="method", bind="query-params",
+                      format_func=lambda m: plots.METHOD_NAMES.get(m, m))
+sparse_opts = [lv for lv in sorted(int(v) for v in part[part["method"] == method]["level"].unique())]
+sparse = d2.selectbox("Sparse level", sparse_opts, key="sparse", bind="query-params", index=len(sparse_opts) - 1,
+                      format_func=lambda lv: f"L{lv}")
+dense_rec = db.find_record(part, method=method, level=min(sparse_opts)) if sparse_opts else None
+sparse_rec = db.find_record(part, method=method, level=sparse) if sparse_opts else None
+pair = [(("dense " if r["config"]["level"] == 0 else "") + plots.record_label(r), r)
+        for r in (dense_rec, sparse_rec) if r is not None]
+if len(pair) == 2 and pair[0][1]["hash"] == pair[1][1]["hash"]:
+    pair = pair[:1]
+if pair:
+    st.plotly_chart(plots.reliability_figure(pair), key="dense_sparse", theme=None)
+st.caption("Bars: accuracy per confidence bin (15 equal-width bins, top-label); red: gap to the bin's mean "
+           "confidence (above the bar = over-confident); grey: share of test samples per bin. The ECE on each "
+           "panel is computed from the drawn bin table and equals the stored number.")
+
+st.subheader("Calibration across levels (mean over seeds, 95% CI)")
+metric = st.radio("Metric", ["ece", "mce", "nll", "brier"], key="cal_metric", bind="query-params", horizontal=True)
+all_seeds = df[(df["dataset"] == ds) & (df["shots"] == shot) & (df["arm"] == "ticket")]
+st.plotly_chart(plots.calibration_shift_figure(all_seeds, metric), key="shift", theme=None)

@@ -1,0 +1,55 @@
+"""Overview: what the store holds, the headline comparison, where to go next."""
+
+import streamlit as st
+
+from lthvp import dashboard as db
+from lthvp import plots
+
+db.frame_guard()
+
+st.title("Lottery tickets × visual prompting")
+st.caption("What does sparsity cost a frozen pre-trained model transferred by visual prompting (VP) "
+           "versus linear probing (LP), in accuracy and calibration, as target data shrinks?")
+
+for msg in db.seed_messages():
+    st.success(f"First start: {msg}", icon=":material/inventory_2:")
+
+df = db.results()
+if df.empty:
+    db.empty_state()
+    st.stop()
+
+c = st.columns(6)
+c[0].metric("runs", len(df))
+c[1].metric("datasets", df["dataset"].nunique())
+c[2].metric("methods", ", ".join(plots.METHOD_NAMES.get(m, m) for m in sorted(df["method"].unique(), reverse=True)))
+c[3].metric("levels", df["level"].nunique(), help="IMP levels (sparsity) with at least one result")
+c[4].metric("shot counts", df["shots"].nunique())
+c[5].metric("seeds", df["seed"].nunique())
+
+datasets = sorted(df["dataset"].unique())
+left, right = st.columns(2)
+ds = left.selectbox("Dataset", datasets, key="ds", bind="query-params",
+                    index=datasets.index(df["dataset"].value_counts().idxmax()))
+shots_avail = plots.shots_order(df[df["dataset"] == ds]["shots"].unique())
+busiest = df[df["dataset"] == ds]["shots"].value_counts().idxmax()
+shots = right.selectbox("Shots per class", shots_avail, key="shot", bind="query-params",
+                        index=shots_avail.index(busiest), format_func=plots.shots_label)
+
+st.plotly_chart(plots.headline_figure(df, ds, shots), key="headline", theme=None)
+st.caption("Mean over seeds with a 95% t-interval band (no band for a single seed). Dashed: random pruning "
+           "at the same sparsity. Remaining weights count all prunable weights (conv + linear).")
+
+st.subheader("What the store holds")
+st.dataframe(plots.summary(df), hide_index=True, width="stretch")
+
+st.subheader("Where to go next")
+n1, n2, n3 = st.columns(3)
+n1.page_link("pages/sparsity.py", label="Sparsity curves: every metric vs remaining weights",
+             icon=":material/show_chart:", query_params={"ds": ds})
+n2.page_link("pages/calibration.py", label="Calibration: reliability diagrams per level",
+             icon=":material/balance:", query_params={"ds": ds})
+n3.page_link("pages/prompts.py", label="Prompts: learned borders and label mappings",
+             icon=":material/image:", query_params={"ds": ds})
+n1.page_link("pages/run.py", label="Run: fill in missing cells", icon=":material/play_arrow:")
+n2.page_link("pages/bundles.py", label="Bundles: share or import results", icon=":material/inventory_2:")

@@ -1,0 +1,101 @@
+"""Prompts: learned VP borders across sparsity levels and shots, the prompt applied to target
+images, and the label mapping (target -> source class) per level and over epochs."""
+
+import numpy as np
+import streamlit as st
+
+from lthvp import dashboard as db
+from lthvp import plots
+
+db.frame_guard()
+
+SOURCE_CLASSES = {"mini": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                           "Bag", "Ankle boot"]}  # Fashion-MNIST, = lthvp.data.FASHION_CLASSES (no torch import)
+
+
+@st.cache_resource(show_spinner="loading target images…")
+def target_examples(dataset: str, n: int = 6):
+    """A few test images (N, H, W, 3 uint8) and labels; None when the dataset is not available."""
+    try:
+        from lthvp.data import load_dataset
+
+        data = load_dataset(dataset)
+    except Exception as err:  # missing offline data: say so instead of failing the page
+        return None, str(err)
+    x = data.test.x[:n].permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    return (x, [data.classes[int(i)] for i in data.test.y[:n]]), None
+
+
+st.title("Prompts and label mappings")
+df = db.results()
+vp = df[df["method"] == "vp"] if not df.empty else df
+if vp.empty:
+    db.empty_state("visual-prompting results")
+    st.stop()
+
+datasets = sorted(vp["dataset"].unique())
+c1, c2, c3 = st.columns(3)
+ds = c1.selectbox("Dataset", datasets, key="ds", bind="query-params",
+                  index=datasets.index(vp["dataset"].value_counts().idxmax()))
+part = vp[(vp["dataset"] == ds) & (vp["arm"] == "ticket")]
+if part.empty:
+    part = vp[vp["dataset"] == ds]
+shots_all = plots.shots_order(part["shots"].unique())
+shot = c2.selectbox("Shots per class", shots_all, key="shot", bind="query-params", format_func=plots.shots_label,
+                    index=shots_all.index(part["shots"].value_counts().idxmax()))
+seeds = sorted(int(s) for s in part[part["shots"] == shot]["seed"].unique())
+seed = c3.selectbox("Seed", seeds, key="seed", bind="query-params")
+sel = part[(part["shots"] == shot) & (part["seed"] == seed)]
+levels_all = sorted(int(v) for v in sel["level"].unique())
+levels = st.multiselect("Levels", levels_all, default=levels_all, key="levels", bind="query-params",
+                        format_func=lambda lv: f"L{lv}")
+source_classes = SOURCE_CLASSES.get(sel["preset"].iloc[0] if len(sel) else "mini", [])
+
+records = [r for r in (db.find_record(sel, level=lv) for lv in levels) if r is not None and r.get("prompt_png")]
+st.subheader("Learned prompts across sparsity")
+if records:
+    items = [(f"L{r['config']['level']} {100 * r['remaining_fraction']:.1f}% · acc {100 * r['metrics']['accuracy']:.1f}%",
+              plots.decode_png(r["prompt_png"])) for r in records]
+    st.plotly_chart(plots.image_grid(items, cols=5), key="prompts", theme=None)
+    st.caption("The trainable border (sigmoid of the program) on the model's input canvas; the image area is "
+               "shown black. Same seed and shots, one ticket per level.")
+else:
+    st.info("No stored prompt for these levels.")
+
+st.subheader("Across shot counts")
+lv_shots = st.selectbox("Level for the shot comparison", levels_all, key="shots_level", bind="query-params",
+                        format_func=lambda lv: f"L{lv}")
+by_shot = [r for r in (db.find_record(part, level=lv_shots, shots=s, seed=seed) or db.find_record(part, level=lv_shots, shots=s)
+                       for s in shots_all) if r is not None and r.get("prompt_png")]
+if by_shot:
+    st.plotly_chart(plots.image_grid([(f"{plots.shots_label(r['config']['shots'])} · acc "
+                                       f"{100 * r['metrics']['accuracy']:.1f}%", plots.decode_png(r["prompt_png"]))
+                                      for r in by_shot], cols=5), key="prompts_shots", theme=None)
+
+st.subheader("The prompt applied to target images")
+level = st.selectbox("Level", [r["config"]["level"] for r in records] or levels_all, key="level",
+                     bind="query-params", format_func=lambda lv: f"L{lv}")
+rec = db.find_record(sel, level=level)
+if rec is not None and rec.get("prompt_png"):
+    examples, err = target_examples(ds)
+    if examples is None:
+        st.warning(f"Target images unavailable: {err}")
+    else:
+        images, labels = examples
+        prompt = plots.decode_png(rec["prompt_png"])
+        composed = plots.apply_prompt(prompt, images, rec["config"]["image_size"])
+        st.plotly_chart(plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6),
+                        key="applied", theme=None)
+        st.caption(f"Test images resized to {rec['config']['image_size']}px, zero-padded into the "
+                   f"{prompt.shape[0]}px canvas, plus the learned border: what the frozen model sees "
+                   "(before normalisation).")
+
+st.subheader("Label mapping: target class → source class")
+table = plots.mapping_table([db.find_record(sel, level=lv) for lv in levels if db.find_record(sel, level=lv)],
+                            source_classes)
+if not table.empty:
+    st.dataframe(table, width="stretch")
+if rec is not None and rec.get("mapping_history"):
+    st.plotly_chart(plots.mapping_history_figure(rec, source_classes), key="mapping_history", theme=None)
+    st.caption(f"ILM recomputes the mapping at the start of every epoch (level L{level}); a colour change along a "
+               "row is a reassignment.")

@@ -1,0 +1,158 @@
+"""Real browser: `streamlit run app.py` on a free port against a temp store, every page opened in
+headless Chromium (Playwright + /usr/bin/chromium), charts rendered, URL state, and a tiny job
+submitted from the Run page and seen done. Screenshots go to artifacts/browser/ (git-ignored)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_app import REPO, test_bundle
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("LTHVP_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--disable-gpu"]
+SHOTS = REPO / "artifacts" / "browser"
+PAGES = {"overview": True, "sparsity": True, "calibration": True, "prompts": True, "run": False, "bundles": False}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    pytest.importorskip("playwright")
+    from lthvp.store import ResultStore
+
+    directory = tmp_path_factory.mktemp("browser") / "store"
+    store = ResultStore(directory)
+    store.import_bundle(test_bundle())
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
+    env = dict(os.environ, LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="1", OMP_NUM_THREADS="1",
+               LTHVP_WORKER_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail("streamlit did not become healthy: " + Path(log.name).read_text()[-2000:])
+    yield url, store, directory
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    from lthvp.jobs import JobQueue
+
+    for w in JobQueue.for_store(directory).workers():  # a worker the app started for this test
+        try:
+            os.kill(w["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def settle(page, timeout=60_000):
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stAppViewContainer")).to_be_visible(timeout=timeout)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
+    # st.navigation (not the pages/ folder) drives the sidebar once app.py has run
+    expect(page.get_by_test_id("stSidebar")).to_contain_text("Sparsity curves", timeout=timeout)
+    expect(page.get_by_test_id("stSidebar")).to_contain_text("results", timeout=timeout)
+    page.wait_for_timeout(300)
+
+
+def test_url_state_both_ways(server, browser):
+    from playwright.sync_api import expect
+
+    url, _, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/sparsity?metric=ece")  # the very first request to a fresh server is a deep link
+    settle(page)
+    expect(page.get_by_role("combobox", name="Metric")).to_have_value("ece")
+    page.get_by_test_id("stRadio").filter(has_text="One line per").get_by_text("method", exact=True).click()
+    settle(page)
+    expect(page).to_have_url(__import__("re").compile(r"by=method"))
+    assert "metric=ece" in page.url
+    # the link reproduces the view in a fresh tab
+    other = browser.new_page(viewport={"width": 1400, "height": 1000})
+    other.goto(page.url)
+    settle(other)
+    expect(other.get_by_test_id("stRadio").filter(has_text="One line per").locator("input[type=radio]").nth(1)) \
+        .to_be_checked()
+    other.screenshot(path=str(SHOTS / "sparsity_from_url.png"), full_page=True)
+    other.close()
+    page.close()
+
+
+def test_every_page_renders_charts(server, browser):
+    from playwright.sync_api import expect
+
+    url, store, _ = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for name, charts in PAGES.items():
+        page.goto(f"{url}/{name}")
+        settle(page)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+        if charts:
+            expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=30_000)
+            expect(page.locator("[data-testid='stPlotlyChart'] .main-svg").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.close()
+
+
+def test_submit_tiny_job_and_see_result(server, browser):
+    from playwright.sync_api import expect
+
+    url, store, directory = server
+    before = len(store)
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(f"{url}/run?r_levels=L0&r_methods=LP&r_shots=1-shot&r_seeds=5&r_epochs=1&user=browser-test")
+    settle(page)
+    expect(page.get_by_text("1 to train")).to_be_visible()
+    page.get_by_role("button", name="Submit 1 run").click()
+    expect(page.get_by_text("Queued 1 job(s) for browser-test")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("the app started one")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "run_submitted.png"), full_page=True)
+    # the queue fragment polls; the worker imports torch, trains one epoch, writes the result
+    expect(page.get_by_text("done", exact=True).first).to_be_visible(timeout=180_000)
+    expect(page.get_by_text("1 already in the store")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "run_done.png"), full_page=True)
+    assert len(store) == before + 1
+    page.goto(f"{url}/overview")
+    settle(page)
+    expect(page.get_by_test_id("stMetric").filter(has_text="runs")).to_contain_text(str(before + 1))
+    page.close()
