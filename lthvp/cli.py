@@ -208,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("paper", help="paper-scale families and datasets: one-shot | import | imp | prepare-data",
                        add_help=False)
 
+    p = sub.add_parser("figures", help="write the study's figures (PNG) and tables (markdown) from a bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--out", type=Path, default=Path("docs/figures"))
+    p.add_argument("--dataset", default="digits")
+    p.set_defaults(func=lambda args: print("\n".join(
+        str(p) for p in __import__("lthvp.figures", fromlist=["write_figures"]).write_figures(
+            args.bundle, args.out, args.dataset))) or 0)
+
     p = sub.add_parser("export", help="write the store (or a filtered part) as a bundle")
     p.add_argument("path", type=Path)
     p.add_argument("--preset", default=None)

@@ -18,8 +18,6 @@ from lthvp.presets import REPO_ROOT, get_preset
 from lthvp.store import BundleError, ResultStore
 
 BUNDLE_DIR = REPO_ROOT / "cache"
-# Target datasets the run launcher offers (mirrors lthvp.data.DATASETS, which imports torch).
-DATASETS = ["digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "svhn"]
 SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "lp"]
 

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lthvp.catalog import FASHION_CLASSES  # noqa: F401  (re-exported)
+
 SPLIT_SEED = 12345  # fixed: the train/val/test partition never depends on a run's seed
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -130,8 +132,6 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot"]
 
 
 def _find_idx_files(dirs: list[Path]) -> Path | None:

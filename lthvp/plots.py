@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lthvp.metrics import ece_from_table, mce_from_table, table_from_json
+from lthvp.report import aggregate, shots_label, shots_order  # noqa: F401  (pages use plots.shots_order)
 
 METRICS = {  # name -> (label, shown in percent, lower is better)
     "accuracy": ("Accuracy", True, False),
@@ -31,46 +32,9 @@ METHOD_NAMES = {"vp": "VP", "lp": "LP"}
 METHOD_COLORS = {"vp": "#1f77b4", "lp": "#d62728"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
-GROUP_KEYS = ["dataset", "method", "shots", "arm", "level"]
-BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0), "nll": (0.0, np.inf), "brier": (0.0, 2.0)}
 
 
 # --- tables ------------------------------------------------------------------------------------
-def shots_order(values: Iterable) -> list[str]:
-    """'1','2','10','full' in numeric order, 'full' last."""
-    vals = {str(v) for v in values}
-    return sorted(vals, key=lambda s: (s == "full", int(s) if s.isdigit() else 0, s))
-
-
-def shots_label(s) -> str:
-    return "full data" if str(s) == "full" else f"{s}-shot"
-
-
-def t_critical(n: int, confidence: float = 0.95) -> float:
-    if n < 2:
-        return float("nan")
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + confidence / 2, n - 1))
-
-
-def aggregate(df: pd.DataFrame, metric: str, keys: Sequence[str] = GROUP_KEYS) -> pd.DataFrame:
-    """Mean, std, n and 95% t-interval over seeds for every (dataset, method, shots, arm, level)."""
-    cols = list(keys) + ["mean", "std", "n", "lo", "hi", "remaining", "seeds"]
-    if df.empty or metric not in df:
-        return pd.DataFrame(columns=cols)
-    g = df.groupby(list(keys), dropna=False, observed=True)
-    out = g.agg(mean=(metric, "mean"), std=(metric, "std"), n=(metric, "size"),
-                remaining=("remaining_fraction", "mean"),
-                seeds=("seed", lambda s: ",".join(str(v) for v in sorted(set(s))))).reset_index()
-    half = np.array([t_critical(int(n)) for n in out["n"]]) * out["std"].fillna(0).to_numpy() / np.sqrt(out["n"])
-    half = np.where(out["n"].to_numpy() > 1, half, np.nan)
-    lo_bound, hi_bound = BOUNDS.get(metric, (-np.inf, np.inf))
-    out["lo"] = (out["mean"] - half).clip(lower=lo_bound)  # the interval never leaves the metric's range
-    out["hi"] = (out["mean"] + half).clip(upper=hi_bound)
-    return out[cols]
-
-
 def level_ticks(df: pd.DataFrame) -> tuple[list[float], list[str]]:
     """Tick positions (remaining %) and labels ('L3 51.2%') for every level in the table."""
     if df.empty:

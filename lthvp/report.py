@@ -1,31 +1,53 @@
 """Seed aggregation of the results table: mean, spread and a 95% t-interval per cell.
 
-A cell is (preset, dataset, method, arm, shots, level); seeds are the replicates. Used by the
-dashboard's plots and by the mini-study write-up, so both show the same numbers.
+A cell is (dataset, method, shots, arm, level); seeds are the replicates. The dashboard's plots
+and the study write-up both use these functions, so they show the same numbers.
 """
 
 from __future__ import annotations
 
+from typing import Iterable, Sequence
+
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-CELL = ["preset", "dataset", "method", "arm", "shots", "level"]
-SHOT_ORDER = ["1", "2", "5", "10", "full"]
+GROUP_KEYS = ["dataset", "method", "shots", "arm", "level"]
+BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0), "nll": (0.0, np.inf), "brier": (0.0, 2.0)}
 
 
-def aggregate(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per cell: remaining_fraction, mean, std, n, ci_low, ci_high for ``metric``."""
-    if table.empty:
-        return pd.DataFrame(columns=CELL + ["remaining_fraction", "mean", "std", "n", "ci_low", "ci_high"])
-    grouped = table.groupby(CELL, sort=True)
-    out = grouped.agg(remaining_fraction=("remaining_fraction", "mean"), mean=(metric, "mean"),
-                      std=(metric, "std"), n=(metric, "size")).reset_index()
-    sem = out["std"] / np.sqrt(out["n"])
-    half = np.where(out["n"] > 1, stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1)) * sem, np.nan)
-    out["std"] = out["std"].fillna(0.0)
-    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
-    return out
+def shots_order(values: Iterable) -> list[str]:
+    """'1','2','10','full' in numeric order, 'full' last."""
+    vals = {str(v) for v in values}
+    return sorted(vals, key=lambda s: (s == "full", int(s) if s.isdigit() else 0, s))
+
+
+def shots_label(s) -> str:
+    return "full data" if str(s) == "full" else f"{s}-shot"
+
+
+def t_critical(n: int, confidence: float = 0.95) -> float:
+    if n < 2:
+        return float("nan")
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, n - 1))
+
+
+def aggregate(df: pd.DataFrame, metric: str, keys: Sequence[str] = GROUP_KEYS) -> pd.DataFrame:
+    """Mean, std, n and 95% t-interval over seeds for every (dataset, method, shots, arm, level)."""
+    cols = list(keys) + ["mean", "std", "n", "lo", "hi", "remaining", "seeds"]
+    if df.empty or metric not in df:
+        return pd.DataFrame(columns=cols)
+    g = df.groupby(list(keys), dropna=False, observed=True)
+    out = g.agg(mean=(metric, "mean"), std=(metric, "std"), n=(metric, "size"),
+                remaining=("remaining_fraction", "mean"),
+                seeds=("seed", lambda s: ",".join(str(v) for v in sorted(set(s))))).reset_index()
+    half = np.array([t_critical(int(n)) for n in out["n"]]) * out["std"].fillna(0).to_numpy() / np.sqrt(out["n"])
+    half = np.where(out["n"].to_numpy() > 1, half, np.nan)
+    lo_bound, hi_bound = BOUNDS.get(metric, (-np.inf, np.inf))
+    out["lo"] = (out["mean"] - half).clip(lower=lo_bound)  # the interval never leaves the metric's range
+    out["hi"] = (out["mean"] + half).clip(upper=hi_bound)
+    return out[cols]
 
 
 def markdown_table(table: pd.DataFrame, metric: str, method: str, arm: str = "ticket", scale: float = 100.0,
@@ -35,13 +57,13 @@ def markdown_table(table: pd.DataFrame, metric: str, method: str, arm: str = "ti
     agg = agg[(agg["method"] == method) & (agg["arm"] == arm)]
     if dataset:
         agg = agg[agg["dataset"] == dataset]
-    shots = [s for s in SHOT_ORDER if s in set(agg["shots"])]
-    lines = ["| level (remaining) | " + " | ".join(f"{s}-shot" if s != "full" else "full" for s in shots) + " |",
+    shots = shots_order(agg["shots"].unique())
+    lines = ["| level (remaining) | " + " | ".join(shots_label(s) for s in shots) + " |",
              "|---" * (len(shots) + 1) + "|"]
     for level, rows in agg.groupby("level"):
         cells = []
         for s in shots:
             r = rows[rows["shots"] == s]
-            cells.append(f"{scale * r['mean'].iloc[0]:.1f} ± {scale * r['std'].iloc[0]:.1f}" if len(r) else "")
-        lines.append(f"| L{level} ({100 * rows['remaining_fraction'].iloc[0]:.1f}%) | " + " | ".join(cells) + " |")
+            cells.append(f"{scale * r['mean'].iloc[0]:.1f} ± {scale * r['std'].fillna(0).iloc[0]:.1f}" if len(r) else "")
+        lines.append(f"| L{level} ({100 * rows['remaining'].iloc[0]:.1f}%) | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -6,11 +6,10 @@ import streamlit as st
 
 from lthvp import dashboard as db
 from lthvp import plots
+from lthvp.catalog import SOURCE_CLASSES
 
 db.frame_guard()
 
-SOURCE_CLASSES = {"mini": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                           "Bag", "Ankle boot"]}  # Fashion-MNIST, = lthvp.data.FASHION_CLASSES (no torch import)
 
 
 @st.cache_resource(show_spinner="loading target images…")

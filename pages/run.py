@@ -14,7 +14,8 @@ from lthvp import dashboard as db
 from lthvp import jobs as J
 from lthvp import plots
 from lthvp.config import RunConfig
-from lthvp.presets import resolve
+from lthvp.catalog import TARGETS
+from lthvp.presets import PRESETS, resolve
 
 db.frame_guard()
 
@@ -25,16 +26,21 @@ SHOWN = 25
 st.title("Run experiments")
 queue = db.queue()
 store = db.store()
-family = db.family_levels("mini")
-
-c1, c2, c3 = st.columns([1, 1, 2])
-ds = c1.selectbox("Target dataset", db.DATASETS, key="r_ds", bind="query-params")
+c0, c1, c2, c3 = st.columns([1, 1, 1, 2])
+preset = c0.selectbox("Preset", list(PRESETS), key="r_preset", bind="query-params",
+                      help="mini: ResNet-20 on Fashion-MNIST (CPU); paper: ImageNet ResNet-50 (GPU server)")
+family = db.family_levels(preset)
+if not family["ticket"]:
+    st.info(f"No ticket family for the {preset} preset yet: build one with "
+            + ("`python -m lthvp tickets --preset mini`" if preset == "mini" else
+               "`python -m lthvp paper one-shot|import|imp ...` (docs/PAPER.md)"))
+ds = c1.selectbox("Target dataset", TARGETS[preset], key="r_ds", bind="query-params")
 arm = c2.selectbox("Arm", ["ticket", "random"], key="r_arm", bind="query-params",
                    help="ticket: IMP lottery ticket; random: random pruning at the same sparsity")
 level_opts = family["ticket"] if arm == "ticket" else family["random"]
 levels = c3.multiselect("Levels", level_opts, default=level_opts[:1], key="r_levels", bind="query-params",
                         format_func=lambda lv: f"L{lv}",
-                        help="levels whose ticket files exist in tickets/mini; remaining weights: "
+                        help=f"levels whose ticket files exist in tickets/{preset}; remaining weights: "
                              + ", ".join(f"L{lv} {100 * family['remaining'].get(lv, 0.8 ** lv):.1f}%" for lv in level_opts))
 c4, c5, c6, c7 = st.columns([1, 2, 1, 1])
 methods = c4.multiselect("Methods", db.METHODS, default=["lp"], key="r_methods", bind="query-params",
@@ -50,7 +56,7 @@ configs = []
 errors = []
 for d, lv, m, sh, sd in product([ds], levels, methods, shots, seeds):
     try:
-        configs.append(RunConfig(dataset=d, method=m, level=int(lv), shots=sh, seed=int(sd), arm=arm,
+        configs.append(RunConfig(preset=preset, dataset=d, method=m, level=int(lv), shots=sh, seed=int(sd), arm=arm,
                                  epochs=int(epochs) or None))
     except ValueError as err:
         errors.append(str(err))

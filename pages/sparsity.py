@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lthvp import dashboard as db
-from lthvp import plots
+from lthvp import plots, report
 
 db.frame_guard()
 
@@ -48,7 +48,7 @@ st.caption(f"{len(sel)} runs. Mean over seeds; band = 95% t-interval (none with 
            "numbers and run counts. x: remaining prunable weights (all conv + linear), log scale, "
            "denser on the left.")
 
-agg = plots.aggregate(sel, metric)
+agg = report.aggregate(sel, metric)
 agg = agg.assign(remaining=(100 * agg["remaining"]).round(2)).sort_values(["method", "arm", "shots", "level"])
 with st.expander(f"Numbers ({label}: mean, 95% CI, runs)", expanded=False):
     st.dataframe(agg, hide_index=True, width="stretch",

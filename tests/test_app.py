@@ -136,10 +136,11 @@ def test_sparsity_hover_has_run_counts(app_store):
     fig = figures(ok(app("pages/sparsity.py")))[0]
     lines = [t for t in fig["data"] if t.get("mode") == "lines+markers"]
     assert lines and all("runs (seeds)" in t["hovertemplate"] for t in lines)
+    # each point's run count equals the number of stored runs in its (method, shots, arm, level) cell
     df = app_store.table()
-    # the LP 1-shot line averages over every stored LP 1-shot seed of each level
-    lp = [t for t in lines if t.get("xaxis", "x") == "x2" or t["name"].startswith("1-shot")]
-    assert lp
+    df = df[df["dataset"] == df["dataset"].value_counts().idxmax()]
+    counts = df.groupby(["level"]).size()
+    assert all(int(row[1]) >= 1 and int(row[1]) <= counts[int(row[0])] for t in lines for row in t["customdata"])
 
 
 def test_calibration_ece_on_panel_equals_stored(app_store):

@@ -171,3 +171,11 @@ def test_to_uint8_rgb_and_resize():
     assert float(r.min()) >= 0.0 and float(r.max()) <= 1.0
     same = resize(t, 4)
     torch.testing.assert_close(same, t.float() / 255.0)
+
+
+def test_catalog_names_every_registered_target():
+    """The torch-free catalog the dashboard offers matches the dataset registry."""
+    from lthvp.catalog import TARGETS
+    from lthvp.data import DATASETS
+
+    assert set(TARGETS["mini"]) | set(TARGETS["paper"]) == set(DATASETS)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lthvp import plots
+from lthvp import plots, report
 from lthvp.metrics import evaluate
 
 
@@ -30,7 +30,7 @@ def rows():
 
 def test_aggregate_t_interval_and_single_seed():
     df = rows()
-    agg = plots.aggregate(df, "accuracy")
+    agg = report.aggregate(df, "accuracy")
     g = agg[(agg.method == "vp") & (agg.shots == "1") & (agg.level == 1) & (agg.arm == "ticket")].iloc[0]
     vals = df[(df.method == "vp") & (df.shots == "1") & (df.level == 1)]["accuracy"].to_numpy()
     lo, hi = stats.t.interval(0.95, len(vals) - 1, loc=vals.mean(), scale=stats.sem(vals))
