@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -27,7 +29,7 @@ from lthvp.provenance import provenance
 from lthvp.sparsity import assert_masked, remaining_fraction, sparsity_report
 
 Progress = Callable[[dict], None]
-FEATURE_DIR = REPO_ROOT / "cache" / "features"
+FEATURE_DIR = Path(os.environ.get("LTHVP_FEATURES", REPO_ROOT / "cache" / "features"))  # LP feature cache
 
 
 @dataclass
@@ -68,8 +70,6 @@ def load_source(preset: Preset, cfg: RunConfig):
 
 def default_device() -> torch.device:
     """LTHVP_DEVICE if set, else the first GPU when there is one, else the CPU."""
-    import os
-
     return torch.device(os.environ.get("LTHVP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 

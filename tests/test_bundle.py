@@ -68,3 +68,19 @@ def test_recompute_matches_bundle(records, cfg, tmp_path):
     assert fresh["metrics"]["accuracy"] == pytest.approx(stored["metrics"]["accuracy"], abs=ACCURACY_TOL)
     for metric in ("ece", "nll", "brier"):
         assert fresh["metrics"][metric] == pytest.approx(stored["metrics"][metric], abs=CALIBRATION_TOL), metric
+
+
+def test_study_figures_and_tables_come_from_the_bundle(records):
+    """The write-up's figures and tables are built from the bundle's own records."""
+    from lthvp import figures
+
+    recs = list(records.values())
+    figs = figures.study_figures(recs)
+    assert set(figs) == {"accuracy_vs_sparsity", "ece_vs_sparsity", "reliability_dense_vs_sparse",
+                         "prompts_across_levels"}
+    assert len(figs["prompts_across_levels"].data) == 9  # one learned border per level
+    tables = figures.study_tables(recs)
+    lp_full_l0 = [r["metrics"]["accuracy"] for r in recs if r["config"]["method"] == "lp" and
+                  r["config"]["level"] == 0 and r["config"]["shots"] == "full" and r["config"]["arm"] == "ticket"]
+    mean = 100 * sum(lp_full_l0) / len(lp_full_l0)
+    assert f"| L0 (100.0%) |" in tables and f"{mean:.1f} ±" in tables

@@ -1,0 +1,80 @@
+"""Static figures and tables for a write-up, generated from a bundle (never from memory).
+
+    python -m lthvp figures cache/mini_digits.zip --out docs/figures
+
+PNG export uses kaleido with the system Chromium (requirements-dev.txt); the tables are
+markdown, mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lthvp import plots, report
+from lthvp.store import flat_row, read_bundle
+
+
+def bundle_frame(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([flat_row(r) for r in records])
+
+
+def pick(records: list[dict], **config) -> dict:
+    """The one record whose config matches ``config`` (shots compared as strings)."""
+    want = {k: str(v) for k, v in config.items()}
+    hits = [r for r in records if all(str(r["config"][k]) == v for k, v in want.items())]
+    if len(hits) != 1:
+        raise ValueError(f"{len(hits)} records match {config}")
+    return hits[0]
+
+
+def study_figures(records: list[dict], dataset: str = "digits") -> dict[str, object]:
+    """Named plotly figures of the study: curves, reliability panels, prompts across levels."""
+    df = bundle_frame(records)
+    df = df[df["dataset"] == dataset]
+    levels = sorted(df["level"].unique())
+    lo, hi = levels[0], levels[-1]
+    full = dict(dataset=dataset, shots="full", seed=0, arm="ticket")
+    panels = [(f"{m.upper()} L{lv}", pick(records, method=m, level=lv, **full)) for m in ("vp", "lp") for lv in (lo, hi)]
+    prompts = [(f"L{lv}", plots.decode_png(pick(records, method="vp", level=lv, **full)["prompt_png"])) for lv in levels]
+    return {
+        "accuracy_vs_sparsity": plots.sparsity_figure(df, "accuracy", by="method", title=f"{dataset}: accuracy"),
+        "ece_vs_sparsity": plots.sparsity_figure(df, "ece", by="method", title=f"{dataset}: ECE"),
+        "reliability_dense_vs_sparse": plots.reliability_figure(panels),
+        "prompts_across_levels": plots.image_grid(prompts, cols=len(prompts), scale=4,
+                                                  title="learned VP border per level (full data, seed 0)"),
+    }
+
+
+def study_tables(records: list[dict], dataset: str = "digits") -> str:
+    df = bundle_frame(records)
+    parts = []
+    for metric, label in (("accuracy", "Test accuracy (%)"), ("ece", "ECE (%)")):
+        for method in ("vp", "lp"):
+            parts.append(f"### {label}, {method.upper()}, {dataset} (mean ± std over seeds)\n\n"
+                         + report.markdown_table(df, metric, method, dataset=dataset))
+        parts.append(f"### {label}, random-pruning arm, full data\n\n"
+                     + "\n\n".join(f"{m.upper()}:\n\n" + report.markdown_table(df, metric, m, arm="random", dataset=dataset)
+                                   for m in ("vp", "lp")))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_figures(bundle: Path, out: Path, dataset: str = "digits", scale: float = 1.5) -> list[Path]:
+    import kaleido
+
+    records = read_bundle(bundle)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    kaleido.start_sync_server()  # one browser for all figures
+    try:
+        for name, fig in study_figures(records, dataset).items():
+            path = out / f"{name}.png"
+            fig.update_layout(width=1200 if "prompts" not in name else None)
+            fig.write_image(path, scale=scale)
+            written.append(path)
+    finally:
+        kaleido.stop_sync_server()
+    tables = out / "tables.md"
+    tables.write_text(study_tables(records, dataset))
+    return written + [tables]
