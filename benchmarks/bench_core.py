@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from lthvp.config import RunConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from lthvp.config import RunConfig  # noqa: E402
 from lthvp.data import load_dataset, resize
 from lthvp.models import model_spec
 from lthvp.presets import get_preset, resolve

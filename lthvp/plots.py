@@ -143,7 +143,11 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
                     seen.add(label)
     tickvals, ticktext = level_ticks(df[df["arm"] == "ticket"] if (df["arm"] == "ticket").any() else df)
     fig.update_xaxes(type="log", autorange="reversed", tickvals=tickvals, ticktext=ticktext, tickangle=-45,
-                     title_text="remaining weights (all prunable, log scale)", showgrid=True, matches="x")
+                     showgrid=True, matches="x")
+    axis_title = "remaining weights (all prunable, log scale)"
+    fig.update_xaxes(title_text=axis_title if len(facets) < 3 else "remaining (log)")
+    if len(facets) >= 3:  # one full title under the middle panel; the others would overlap
+        fig.update_xaxes(title_text=axis_title, row=1, col=(len(facets) + 1) // 2)
     fig.update_yaxes(title_text=_axis_title(metric), row=1, col=1)
     fig.update_layout(title=title, height=height, hovermode="closest", legend=dict(orientation="h", y=-0.35),
                       margin=dict(t=60, b=40), meta={"metric": metric, "by": by, "groups": int(len(agg))})
