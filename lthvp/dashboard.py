@@ -192,6 +192,28 @@ def empty_state(what: str = "results") -> None:
     c2.page_link("pages/run.py", label="Run: launch training", icon=":material/play_arrow:")
 
 
+def dataset_select(df: pd.DataFrame, column) -> str:
+    """The dataset selector every results page starts with (default: the best-covered dataset)."""
+    datasets = sorted(df["dataset"].unique())
+    return column.selectbox("Dataset", datasets, key="ds", bind="query-params",
+                            index=datasets.index(df["dataset"].value_counts().idxmax()))
+
+
+def ticket_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The IMP-ticket rows of one dataset (all arms where it has no ticket rows)."""
+    part = df[(df["dataset"] == dataset) & (df["arm"] == "ticket")]
+    return part if not part.empty else df[df["dataset"] == dataset]
+
+
+def shot_select(part: pd.DataFrame, column) -> str:
+    """One shot count (default: the best-covered one)."""
+    from lthvp.report import shots_label, shots_order
+
+    shots_all = shots_order(part["shots"].unique())
+    return column.selectbox("Shots per class", shots_all, key="shot", bind="query-params", format_func=shots_label,
+                            index=shots_all.index(part["shots"].value_counts().idxmax()))
+
+
 def options_or_default(options: list, default):
     return default if default in options else (options[0] if options else None)
 

@@ -13,16 +13,10 @@ if df.empty:
     db.empty_state()
     st.stop()
 
-datasets = sorted(df["dataset"].unique())
 c1, c2, c3, c4 = st.columns(4)
-ds = c1.selectbox("Dataset", datasets, key="ds", bind="query-params",
-                  index=datasets.index(df["dataset"].value_counts().idxmax()))
-part = df[(df["dataset"] == ds) & (df["arm"] == "ticket")]
-if part.empty:
-    part = df[df["dataset"] == ds]
-shots_all = plots.shots_order(part["shots"].unique())
-shot = c2.selectbox("Shots per class", shots_all, key="shot", bind="query-params", format_func=plots.shots_label,
-                    index=shots_all.index(part["shots"].value_counts().idxmax()))
+ds = db.dataset_select(df, c1)
+part = db.ticket_rows(df, ds)
+shot = db.shot_select(part, c2)
 part = part[part["shots"] == shot]
 seeds = sorted(int(s) for s in part["seed"].unique())
 seed = c3.selectbox("Seed", seeds, key="seed", bind="query-params")

@@ -27,14 +27,9 @@ c[3].metric("levels", df["level"].nunique(), help="IMP levels (sparsity) with at
 c[4].metric("shot counts", df["shots"].nunique())
 c[5].metric("seeds", df["seed"].nunique())
 
-datasets = sorted(df["dataset"].unique())
 left, right = st.columns(2)
-ds = left.selectbox("Dataset", datasets, key="ds", bind="query-params",
-                    index=datasets.index(df["dataset"].value_counts().idxmax()))
-shots_avail = plots.shots_order(df[df["dataset"] == ds]["shots"].unique())
-busiest = df[df["dataset"] == ds]["shots"].value_counts().idxmax()
-shots = right.selectbox("Shots per class", shots_avail, key="shot", bind="query-params",
-                        index=shots_avail.index(busiest), format_func=plots.shots_label)
+ds = db.dataset_select(df, left)
+shots = db.shot_select(df[df["dataset"] == ds], right)
 
 st.plotly_chart(plots.headline_figure(df, ds, shots), key="headline", theme=None)
 st.caption("Mean over seeds with a 95% t-interval band (no band for a single seed). Dashed: random pruning "

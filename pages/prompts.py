@@ -11,7 +11,6 @@ from lthvp.catalog import SOURCE_CLASSES
 db.frame_guard()
 
 
-
 @st.cache_resource(show_spinner="loading target images…")
 def target_examples(dataset: str, n: int = 6):
     """A few test images (N, H, W, 3 uint8) and labels; None when the dataset is not available."""
@@ -32,16 +31,10 @@ if vp.empty:
     db.empty_state("visual-prompting results")
     st.stop()
 
-datasets = sorted(vp["dataset"].unique())
 c1, c2, c3 = st.columns(3)
-ds = c1.selectbox("Dataset", datasets, key="ds", bind="query-params",
-                  index=datasets.index(vp["dataset"].value_counts().idxmax()))
-part = vp[(vp["dataset"] == ds) & (vp["arm"] == "ticket")]
-if part.empty:
-    part = vp[vp["dataset"] == ds]
-shots_all = plots.shots_order(part["shots"].unique())
-shot = c2.selectbox("Shots per class", shots_all, key="shot", bind="query-params", format_func=plots.shots_label,
-                    index=shots_all.index(part["shots"].value_counts().idxmax()))
+ds = db.dataset_select(vp, c1)
+part = db.ticket_rows(vp, ds)
+shot = db.shot_select(part, c2)
 seeds = sorted(int(s) for s in part[part["shots"] == shot]["seed"].unique())
 seed = c3.selectbox("Seed", seeds, key="seed", bind="query-params")
 sel = part[(part["shots"] == shot) & (part["seed"] == seed)]
@@ -64,6 +57,7 @@ else:
 st.subheader("Across shot counts")
 lv_shots = st.selectbox("Level for the shot comparison", levels_all, key="shots_level", bind="query-params",
                         format_func=lambda lv: f"L{lv}")
+shots_all = plots.shots_order(part["shots"].unique())
 by_shot = [r for r in (db.find_record(part, level=lv_shots, shots=s, seed=seed) or db.find_record(part, level=lv_shots, shots=s)
                        for s in shots_all) if r is not None and r.get("prompt_png")]
 if by_shot:

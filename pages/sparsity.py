@@ -13,10 +13,8 @@ if df.empty:
     db.empty_state()
     st.stop()
 
-datasets = sorted(df["dataset"].unique())
 c1, c2, c3 = st.columns([1, 1, 2])
-ds = c1.selectbox("Dataset", datasets, key="ds", bind="query-params",
-                  index=datasets.index(df["dataset"].value_counts().idxmax()))
+ds = db.dataset_select(df, c1)
 part = df[df["dataset"] == ds]
 metric = c2.selectbox("Metric", list(plots.METRICS), key="metric", bind="query-params",
                       help="accuracy, ece (expected calibration error, 15 bins), mce (maximum calibration "
