@@ -61,7 +61,7 @@ def open_store(args):
 def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     nargs = "+" if many else None
     p.add_argument("--preset", default="mini")
-    p.add_argument("--dataset", default="digits", nargs=nargs)
+    p.add_argument("--dataset", default=["digits"] if many else "digits", nargs=nargs)
     p.add_argument("--method", default=["vp", "lp"] if many else "vp", choices=["vp", "lp"], nargs=nargs)
     p.add_argument("--level", type=int, default=list(range(9)) if many else 0, nargs=nargs)
     p.add_argument("--shots", default=["1", "2", "5", "10", "full"] if many else "full", nargs=nargs,

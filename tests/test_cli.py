@@ -87,3 +87,15 @@ def test_export_import_cli(tmp_path, capsys):
     assert "rejected" in err and "unsafe path" in err
     assert (dst.version, dst.hashes()) == before
     assert not (tmp_path / "escape.json").exists()
+
+
+def test_sweep_defaults_are_the_mini_grid():
+    """`python -m lthvp sweep` with no axes = digits x {vp, lp} x levels 0-8 x 5 shot settings x seed 0."""
+    from lthvp.cli import _configs, build_parser
+
+    args = build_parser().parse_args(["sweep"])
+    configs = _configs(args, many=True)
+    assert len(configs) == 2 * 9 * 5
+    assert {c.dataset for c in configs} == {"digits"}
+    assert {c.method for c in configs} == {"vp", "lp"} and {c.level for c in configs} == set(range(9))
+    assert {str(c.shots) for c in configs} == {"1", "2", "5", "10", "full"} and {c.seed for c in configs} == {0}
