@@ -226,4 +226,4 @@ def load_dataset(name: str, root: Path | None = None, download: bool | None = No
     return _LOADED[key]
 
 
-from lthvp import paper as _paper  # noqa: E402,F401  registers the paper-scale targets (no downloads)
+from lthvp import paper_data as _paper_data  # noqa: E402,F401  registers the paper-scale targets (no downloads)

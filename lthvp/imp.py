@@ -26,7 +26,7 @@ from lthvp.models import build_model, model_spec
 from lthvp.presets import IMPSettings, Preset
 from lthvp.sparsity import (Masks, apply_masks, assert_masked, dense_masks, global_magnitude_prune,
                             random_masks_like, sparsity_report)
-from lthvp.ticketfile import load_ticket_file, save_ticket_file
+from lthvp.ticketfile import file_sha256, load_ticket_file, save_ticket_file
 
 FAMILY_FILE = "family.json"
 
@@ -116,12 +116,6 @@ def source_accuracy(model, x, y, norm, batch_size: int = 500) -> float:
     return correct / len(y)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def family_report(info: dict) -> str:
     """Markdown sparsity report: remaining weights three ways and source test accuracy per level."""
     lines = [f"# Ticket family `{info['preset']}` ({info['arch']})", "",
@@ -184,7 +178,7 @@ def build_family(preset: Preset, directory: str | Path | None = None, levels: in
         report = sparsity_report(model, masks, spec.stem, spec.head)
         acc = source_accuracy(model, tx, ty, norm)
         save_ticket_file(path, model, masks, preset.arch, {"level": level, "arm": key})
-        info[key][str(level)] = {"file": path.name, "sha256": _sha256(path), "source_test_accuracy": acc,
+        info[key][str(level)] = {"file": path.name, "sha256": file_sha256(path), "source_test_accuracy": acc,
                                  "remaining": report["remaining"], "layers": report["layers"],
                                  "train_seconds": round(time.time() - t0, 1)}
         save_info()

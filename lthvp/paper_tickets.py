@@ -7,7 +7,6 @@ CV_LTH recipe, resumable per level).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -20,28 +19,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lthvp.models import build_model, model_spec
+from lthvp.imp import FAMILY_FILE
+from lthvp.models import autocast_for, build_model, model_spec
+from lthvp.presets import REPO_ROOT
+from lthvp.pretrained import expected_weights_file, load_pretrained
 from lthvp.sparsity import (Masks, apply_masks, assert_masked, dense_masks, global_magnitude_prune,
                             random_masks_like, sparsity_report)
 from lthvp.ticket_formats import load_any
+from lthvp.ticketfile import file_sha256
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FAMILY_DIR = REPO_ROOT / "tickets" / "paper"
 DEFAULT_IGNORE = ("conv1.weight", "fc.weight")  # CV_LTH: stem conv and classifier stay dense
-FAMILY_FILE = "family.json"
 SPARSITY_COUNTS = ("all_prunable = every Conv2d/Linear weight; without_stem drops conv1; without_stem_and_head "
                    "also drops fc. 'pruned' says which of stem/head were subject to pruning.")
-
-
-from lthvp.pretrained import expected_weights_file, load_pretrained
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class FamilyWriter:
@@ -77,7 +67,7 @@ class FamilyWriter:
         report = sparsity_report(model, masks, spec.stem, spec.head)
         path = self.path(level, arm)
         save_ticket_file(path, model, masks, self.arch, {"level": level, "arm": arm})
-        entry = {"file": path.name, "sha256": _sha256(path), "remaining": report["remaining"],
+        entry = {"file": path.name, "sha256": file_sha256(path), "remaining": report["remaining"],
                  "pruned": {"stem": report["stem"]["pruned"], "head": report["head"]["pruned"]},
                  "layers": report["layers"], **extra}
         self.info["levels" if arm == "ticket" else "random_levels"][str(level)] = entry
@@ -198,10 +188,6 @@ def _imagefolder_loader(folder, recipe: IMPRecipe, train: bool, num_workers: int
                                        persistent_workers=False, drop_last=False)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-
 @torch.no_grad()
 def imagefolder_accuracy(model, loader, device, max_images: int | None = None) -> float:
     model.eval()
@@ -209,7 +195,7 @@ def imagefolder_accuracy(model, loader, device, max_images: int | None = None) -
     seen = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device):
+        with autocast_for(device):
             correct += (model(x).argmax(1) == y).sum()
         seen += len(y)
         if max_images and seen >= max_images:
@@ -231,7 +217,7 @@ def finetune_masked(model, masks, loader, recipe: IMPRecipe, device, progress=No
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
+            with autocast_for(device):
                 loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -43,6 +43,17 @@ def save_ticket_file(path: str | Path, model: nn.Module, masks: Masks, arch: str
     os.replace(tmp, path)
 
 
+def file_sha256(path: str | Path) -> str:
+    """Content digest of a ticket file (recorded in family.json; keys the LP feature cache)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def is_ticket_file(path: str | Path) -> bool:
     from safetensors import safe_open
 
