@@ -192,6 +192,15 @@ def empty_state(what: str = "results") -> None:
     c2.page_link("pages/run.py", label="Run: launch training", icon=":material/play_arrow:")
 
 
+def results_or_stop() -> pd.DataFrame:
+    """The results table; on an empty store, the empty-state hints and the end of the page."""
+    df = results()
+    if df.empty:
+        empty_state()
+        _st().stop()
+    return df
+
+
 def dataset_select(df: pd.DataFrame, column) -> str:
     """The dataset selector every results page starts with (default: the best-covered dataset)."""
     datasets = sorted(df["dataset"].unique())

@@ -8,10 +8,7 @@ from lthvp import plots
 db.frame_guard()
 
 st.title("Calibration")
-df = db.results()
-if df.empty:
-    db.empty_state()
-    st.stop()
+df = db.results_or_stop()
 
 c1, c2, c3, c4 = st.columns(4)
 ds = db.dataset_select(df, c1)

@@ -14,10 +14,7 @@ st.caption("What does sparsity cost a frozen pre-trained model transferred by vi
 for msg in db.seed_messages():
     st.success(f"First start: {msg}", icon=":material/inventory_2:")
 
-df = db.results()
-if df.empty:
-    db.empty_state()
-    st.stop()
+df = db.results_or_stop()
 
 c = st.columns(6)
 c[0].metric("runs", len(df))

@@ -8,10 +8,7 @@ from lthvp import plots, report
 db.frame_guard()
 
 st.title("Sparsity curves")
-df = db.results()
-if df.empty:
-    db.empty_state()
-    st.stop()
+df = db.results_or_stop()
 
 c1, c2, c3 = st.columns([1, 1, 2])
 ds = db.dataset_select(df, c1)

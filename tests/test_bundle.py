@@ -83,4 +83,4 @@ def test_study_figures_and_tables_come_from_the_bundle(records):
     lp_full_l0 = [r["metrics"]["accuracy"] for r in recs if r["config"]["method"] == "lp" and
                   r["config"]["level"] == 0 and r["config"]["shots"] == "full" and r["config"]["arm"] == "ticket"]
     mean = 100 * sum(lp_full_l0) / len(lp_full_l0)
-    assert f"| L0 (100.0%) |" in tables and f"{mean:.1f} ±" in tables
+    assert "| L0 (100.0%) |" in tables and f"{mean:.1f} ±" in tables

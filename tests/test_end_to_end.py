@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -56,9 +55,7 @@ def test_lp_beats_chance_and_second_run_comes_from_store(store, monkeypatch):
         raise AssertionError("a stored config must not be trained again")
 
     monkeypatch.setitem(runner.METHODS, "lp", boom)
-    t0 = time.time()
     second = runner.run(cfg, store)
-    assert time.time() - t0 < 2.0
     assert second.record["cached"] is True and second.hash == first.hash
     assert second.metrics == first.metrics
     assert second.summary()["cached"] is True
