@@ -16,6 +16,9 @@ def _progress_bar(total: int, desc: str):
 
 
 def cmd_tickets(args) -> int:
+    import dataclasses
+
+    from lthvp.families import family_dir
     from lthvp.imp import build_family
     from lthvp.presets import get_preset
 
@@ -34,8 +37,10 @@ def cmd_tickets(args) -> int:
             bar.close()
 
     t0 = time.time()
-    info = build_family(preset, args.out, levels=args.levels, progress=progress)
-    print(f"ticket family in {args.out or preset.family_dir} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    out = args.out or family_dir(preset.family_dir, args.family)
+    settings = dataclasses.replace(preset.imp, seed=args.family)
+    info = build_family(preset, out, levels=args.levels, progress=progress, settings=settings)
+    print(f"ticket family in {out} ({time.time() - t0:.0f} s)", file=sys.stderr)
     for arm in ("levels", "random_levels"):
         for level, row in sorted(info[arm].items(), key=lambda kv: int(kv[0])):
             print(f"{'random ' if arm != 'levels' else ''}level {level}: remaining "
@@ -58,15 +63,30 @@ def open_store(args):
     return ResultStore(args.store or default_store_dir())
 
 
+def _family(text: str) -> int | None:
+    if text == "legacy":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"family must be a source seed (an integer) or 'legacy', got {text!r}") from None
+
+
 def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     nargs = "+" if many else None
     p.add_argument("--preset", default="mini")
     p.add_argument("--dataset", default=["digits"] if many else "digits", nargs=nargs)
-    p.add_argument("--method", default=["vp", "lp"] if many else "vp", choices=["vp", "lp"], nargs=nargs)
+    p.add_argument("--method", default=["vp", "lp"] if many else "vp", choices=["vp", "map", "lp"], nargs=nargs,
+                   help="vp: ILM-VP; map: its label mapping with the prompt frozen (baseline); lp: linear probe")
     p.add_argument("--level", type=int, default=list(range(9)) if many else 0, nargs=nargs)
     p.add_argument("--shots", default=["1", "2", "5", "10", "full"] if many else "full", nargs=nargs,
                    help="shots per class (an int) or 'full'")
     p.add_argument("--seed", type=int, default=[0] if many else 0, nargs=nargs)
+    p.add_argument("--family", type=_family, default=[0] if many else 0, nargs=nargs,
+                   help="ticket family (source seed) under the preset's directory; 'legacy' = the first single family")
+    p.add_argument("--steps", type=int, default=None, help="VP optimizer-step budget (default: the preset's)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="validation images per class drawn from train, disjoint from the shots")
     p.add_argument("--arm", default="ticket", choices=["ticket", "random"])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -85,17 +105,18 @@ def _configs(args, many: bool):
 
     common = dict(preset=args.preset, arm=args.arm, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                   image_size=args.image_size, mapping=args.mapping, assignment=args.assignment,
-                  lp_input=args.lp_input)
-    axes = [args.dataset, args.method, args.level, args.shots, args.seed]
+                  lp_input=args.lp_input, steps=args.steps, val_per_class=args.val_per_class)
+    axes = [args.family, args.dataset, args.method, args.level, args.shots, args.seed]
     if not many:
         axes = [[a] for a in axes]
-    return [RunConfig(dataset=d, method=m, level=lv, shots=sh, seed=sd, **common)
-            for d, m, lv, sh, sd in product(*axes)]
+    return [RunConfig(family=f, dataset=d, method=m, level=lv, shots=sh, seed=sd, **common)
+            for f, d, m, lv, sh, sd in product(*axes)]
 
 
 def _epoch_printer(prefix: str):
     def show(p):
-        print(f"{prefix} epoch {p['epoch']}/{p['epochs']} train_loss {p['train_loss']:.3f} "
+        loss = "-" if p.get("train_loss") is None else f"{p['train_loss']:.3f}"
+        print(f"{prefix} epoch {p['epoch']}/{p['epochs']}" + (f" steps {p['steps']}" if 'steps' in p else '') + f" train_loss {loss} "
               f"val_acc {p['val_acc']:.3f}", file=sys.stderr)
     return show
 
@@ -175,6 +196,26 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_effects(args) -> int:
+    import pandas as pd
+
+    from lthvp.effects import effects
+    from lthvp.store import flat_row, read_bundle
+
+    if args.bundle:
+        table = pd.DataFrame([flat_row(r) for r in read_bundle(args.bundle)])
+    else:
+        table = open_store(args).table()
+    out = effects(table, args.metric, args.dataset)
+    if args.json:
+        rows = out.drop(columns=["metric"]).astype(object).where(out.drop(columns=["metric"]).notna(), None)
+        print(json.dumps(rows.to_dict(orient="records"), indent=1))
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print(out.drop(columns=["test_family", "metric"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lthvp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="mini")
     p.add_argument("--out", type=Path, default=None, help="family directory (default: the preset's)")
     p.add_argument("--levels", type=int, default=None, help="highest IMP level to build")
+    p.add_argument("--family", type=int, default=0,
+                   help="source seed of the family (its directory: <preset dir>/family_<seed>/)")
     p.set_defaults(func=cmd_tickets)
 
     p = sub.add_parser("run", help="one transfer experiment (stored; a repeat returns the stored result)")
@@ -215,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda args: print("\n".join(
         str(p) for p in __import__("lthvp.figures", fromlist=["write_figures"]).write_figures(
             args.bundle, args.out, args.dataset))) or 0)
+
+    p = sub.add_parser("effects", help="paired contrasts, sparsity slopes, VP-LP and IMP-random differences "
+                                       "with 95%% intervals and Holm-corrected p (family = unit of replication)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--metric", default="accuracy",
+                   choices=["accuracy", "ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier"],
+                   help="ts_*: after temperature scaling fitted on the validation split")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--bundle", type=Path, default=None, help="read a bundle instead of the store")
+    p.add_argument("--store", type=Path, default=None)
+    p.set_defaults(func=cmd_effects)
 
     p = sub.add_parser("export", help="write the store (or a filtered part) as a bundle")
     p.add_argument("path", type=Path)

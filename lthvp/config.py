@@ -1,4 +1,10 @@
-"""Run configuration: everything that determines a result, and its stable hash (the run's name)."""
+"""Run configuration: everything that determines a result, and its stable hash (the run's name).
+
+Identity that survives new code: the fields of the first schema (``V1_FIELDS``) are always
+hashed, exactly as the first release did, and every field added later is hashed only when it
+differs from its default (OpenLTH's rule). Adding a defaulted field therefore never changes an
+existing result's hash; a new non-default value names a new result.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-METHODS = ("vp", "lp")
+METHODS = ("vp", "map", "lp")  # "map": VP's label mapping with the prompt frozen at its start
 MAPPINGS = ("ilm", "flm", "rlm")
 ASSIGNMENTS = ("greedy", "hungarian")
 ARMS = ("ticket", "random")
@@ -47,6 +53,10 @@ class RunConfig:
     mapping: str = "ilm"
     assignment: str = "greedy"
     lp_input: str = "full"  # "full": resize to the model input; "matched": same canvas as VP
+    # -- fields added after the first schema: hashed only when not at their default ---------
+    family: int | None = None  # source seed of the ticket family; None = the preset's legacy single family
+    steps: int | None = None  # VP optimizer-step budget (epochs derived from it); None = epochs as given
+    val_per_class: int | None = None  # k-shot validation drawn from train, disjoint; None = the val split
 
     def __post_init__(self):
         object.__setattr__(self, "shots", parse_shots(self.shots))
@@ -62,6 +72,10 @@ class RunConfig:
             raise ValueError(f"lp_input must be 'full' or 'matched', got {self.lp_input!r}")
         if self.level < 0:
             raise ValueError(f"level must be >= 0, got {self.level}")
+        for name in ("family", "steps", "val_per_class"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
         if self.arm == "random" and self.level == 0:
             raise ValueError("the random-pruning arm needs level >= 1 (level 0 is dense)")
 
@@ -76,10 +90,19 @@ class RunConfig:
             raise ValueError(f"unknown RunConfig fields: {sorted(unknown)}")
         return cls(**data)
 
+    def identity(self) -> dict:
+        """The fields that name the result: all first-schema fields, later ones only if non-default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: v for k, v in self.to_dict().items() if k in V1_FIELDS or v != defaults[k]}
+
     def hash(self) -> str:
-        """Stable 16-hex name: sha256 of the canonical JSON of all fields."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable 16-hex name: sha256 of the canonical JSON of :meth:`identity`."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+V1_FIELDS = frozenset(("preset", "dataset", "method", "level", "shots", "seed", "arm", "epochs", "lr", "batch_size",
+                       "image_size", "mapping", "assignment", "lp_input"))

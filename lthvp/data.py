@@ -85,6 +85,22 @@ def sample_shots(labels: torch.Tensor | np.ndarray, shots: int | str, seed: int)
     return np.sort(np.concatenate(chosen))
 
 
+def sample_fewshot_val(labels, train_idx, per_class: int, seed: int) -> np.ndarray:
+    """k validation images per class from the training split, disjoint from ``train_idx``
+    (few-shot validation that is few-shot); its own seeded stream, apart from the shots'."""
+    labels = np.asarray(labels)
+    rest = np.setdiff1d(np.arange(len(labels)), np.asarray(train_idx))
+    rng = np.random.default_rng([seed, 1])
+    chosen = []
+    for c in np.unique(labels):
+        idx = rest[labels[rest] == c]
+        if len(idx) < per_class:
+            raise ValueError(f"{per_class} validation images per class requested but class {c} has only "
+                             f"{len(idx)} left after the training shots")
+        chosen.append(rng.choice(idx, size=per_class, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
 def to_uint8_rgb(images: np.ndarray) -> torch.Tensor:
     """(N, H, W) or (N, H, W, C) uint8 -> (N, 3, H, W) uint8."""
     t = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lthvp.imp import FAMILY_FILE
+from lthvp.families import FAMILY_FILE
 from lthvp.models import autocast_for, build_model, model_spec
 from lthvp.presets import REPO_ROOT
 from lthvp.pretrained import expected_weights_file, load_pretrained

@@ -28,8 +28,8 @@ METRICS = {  # name -> (label, shown in percent, lower is better)
     "nll": ("NLL", False, True),
     "brier": ("Brier score", False, True),
 }
-METHOD_NAMES = {"vp": "VP", "lp": "LP"}
-METHOD_COLORS = {"vp": "#1f77b4", "lp": "#d62728"}
+METHOD_NAMES = {"vp": "VP", "map": "mapping only", "lp": "LP", "vp-lp": "VP - LP", "vp-map": "VP - mapping only"}
+METHOD_COLORS = {"vp": "#1f77b4", "map": "#7f7f7f", "lp": "#d62728", "vp-lp": "#9467bd", "vp-map": "#2ca02c"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 

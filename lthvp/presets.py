@@ -35,7 +35,9 @@ class Preset:
     arch: str
     family_dir: Path
     canvas: int  # the source model's input size
-    vp_epochs: dict = field(default_factory=dict)  # shots -> epochs
+    vp_epochs: dict = field(default_factory=dict)  # shots -> epochs (configs that name their epochs)
+    vp_steps: dict = field(default_factory=dict)  # shots -> VP optimizer-step budget (family runs)
+    fewshot_val: bool = False  # family k-shot runs validate on k held-out training images per class
     lp_epochs: int = 60
     vp_lr: float = 0.01
     lp_lr: float = 0.01
@@ -53,6 +55,11 @@ MINI = Preset(
     vp_epochs={1: 30, 2: 30, 5: 25, 10: 25, FULL: 10},
     vp_batch={1: 16, 2: 16, 5: 32, 10: 32, FULL: 128},
     lp_epochs=60, lp_batch=64, image_sizes={"*": 24},
+    # v2 transfer protocol (runs on family_<seed>): >= 1,000 Adam steps per VP run, few-shot validation
+    vp_steps={1: 1000, 2: 1000, 5: 1000, 10: 1000, FULL: 1000}, fewshot_val=True,
+    # v2 source recipe (families tickets/mini/family_<seed>/): 20k Fashion-MNIST images, 8 epochs of
+    # cosine SGD from 0.1, so the dense model converges (>= 90%) and IMP levels match it upstream.
+    imp=IMPSettings(train_images=20000, epochs=8, lr=0.1, random_levels=tuple(range(1, 9))),
 )
 
 PRESETS: dict[str, Preset] = {"mini": MINI}
@@ -72,18 +79,37 @@ def _by_shots(table: dict, shots):
     return table[max([k for k in numeric if k <= shots] or numeric[:1])]
 
 
+def _given(value, default):
+    return default if value is None else value
+
+
 def resolve(cfg: RunConfig) -> RunConfig:
-    """Fill the preset's defaults so equal runs share one hash."""
+    """Fill the preset's defaults so equal runs share one hash.
+
+    A config on a replicated family (``family`` set) gets the preset's v2 protocol: a VP step
+    budget unless it names epochs or steps, and few-shot validation where the preset says so.
+    The legacy single family (``family`` None) keeps the first protocol, so its stored records
+    resolve to themselves."""
     p = get_preset(cfg.preset)
-    if cfg.method == "vp":
-        epochs = cfg.epochs or _by_shots(p.vp_epochs, cfg.shots)
-        batch = cfg.batch_size or _by_shots(p.vp_batch, cfg.shots)
-        lr = cfg.lr or p.vp_lr
-        image_size = cfg.image_size or p.image_size(cfg.dataset)
-        return cfg.replace(epochs=epochs, batch_size=batch, lr=lr, image_size=image_size, lp_input="full")
-    image_size = (cfg.image_size or p.image_size(cfg.dataset)) if cfg.lp_input == "matched" else p.canvas
-    return cfg.replace(epochs=cfg.epochs or p.lp_epochs, batch_size=cfg.batch_size or p.lp_batch,
-                       lr=cfg.lr or p.lp_lr, image_size=image_size, mapping="ilm", assignment="greedy")
+    v2 = cfg.family is not None
+    val = cfg.val_per_class
+    if v2 and val is None and p.fewshot_val and cfg.shots != FULL:
+        val = cfg.shots
+    if cfg.method in ("vp", "map"):
+        steps, epochs, lr = cfg.steps, cfg.epochs, cfg.lr
+        if cfg.method == "map":  # the prompt stays at its start: no optimizer steps
+            steps, epochs, lr = 0, None, 0.0
+        elif v2 and steps is None and epochs is None and p.vp_steps:
+            steps = _by_shots(p.vp_steps, cfg.shots)
+        elif steps is None:
+            epochs = _given(epochs, _by_shots(p.vp_epochs, cfg.shots))
+        return cfg.replace(epochs=epochs, steps=steps, batch_size=_given(cfg.batch_size, _by_shots(p.vp_batch, cfg.shots)),
+                           lr=_given(lr, p.vp_lr), image_size=_given(cfg.image_size, p.image_size(cfg.dataset)),
+                           lp_input="full", val_per_class=val)
+    image_size = _given(cfg.image_size, p.image_size(cfg.dataset)) if cfg.lp_input == "matched" else p.canvas
+    return cfg.replace(epochs=_given(cfg.epochs, p.lp_epochs), batch_size=_given(cfg.batch_size, p.lp_batch),
+                       lr=_given(cfg.lr, p.lp_lr), image_size=image_size, mapping="ilm", assignment="greedy",
+                       steps=None, val_per_class=val)
 
 
 # Paper preset: torchvision ImageNet ResNet-50, tickets built by `python -m lthvp.paper`

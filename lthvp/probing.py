@@ -75,6 +75,7 @@ class LPOutcome:
     best_epoch: int
     curves: list[dict] = field(default_factory=list)
     head: nn.Linear | None = None
+    val_probs: torch.Tensor | None = None  # of the chosen epoch
 
 
 def train_linear_head(train_features: Callable[[torch.Tensor], torch.Tensor], train_y: torch.Tensor,
@@ -107,4 +108,5 @@ def train_linear_head(train_features: Callable[[torch.Tensor], torch.Tensor], tr
     head.load_state_dict(selector.state)
     with torch.no_grad():
         probs = F.softmax(head(test_features), dim=1)
-    return LPOutcome(probs, selector.epoch, curves, head)
+        val_probs = F.softmax(head(val_features), dim=1)
+    return LPOutcome(probs, selector.epoch, curves, head, val_probs)

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 
 from lthvp.config import RunConfig
-from lthvp.data import TargetData, load_dataset, resize, sample_shots
-from lthvp.imp import TicketFamily
+from lthvp.data import Split, TargetData, load_dataset, resize, sample_fewshot_val, sample_shots
+from lthvp.families import TicketFamily, family_dir
+from lthvp.calibration import temperature_scaled_metrics
 from lthvp.metrics import evaluate
+from lthvp.predictions import encode_probs
 from lthvp.models import freeze, model_spec, to_device
 from lthvp.presets import REPO_ROOT, Preset, get_preset, resolve
 from lthvp.probing import FeatureCache, LPSettings, extract_features, train_linear_head
@@ -62,7 +64,7 @@ def png_base64(image: np.ndarray) -> str:
 
 
 def load_source(preset: Preset, cfg: RunConfig):
-    family = TicketFamily(preset.family_dir)
+    family = TicketFamily(family_dir(preset.family_dir, cfg.family))
     model, masks = family.load(cfg.level, cfg.arm)
     assert_masked(model, masks)
     return freeze(model), masks, family.ticket_id(cfg.level, cfg.arm)
@@ -73,7 +75,8 @@ def default_device() -> torch.device:
     return torch.device(os.environ.get("LTHVP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _run_vp(cfg, preset, model, data: TargetData, train_idx, ticket_id, progress, device) -> dict:
+def _run_vp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx, ticket_id, progress,
+            device) -> dict:
     spec = model_spec(preset.arch)
     size = cfg.image_size
 
@@ -82,13 +85,16 @@ def _run_vp(cfg, preset, model, data: TargetData, train_idx, ticket_id, progress
 
     x, y = on_device(data.train.x[train_idx]), data.train.y[train_idx].to(device)
     prompt = PadPrompt(preset.canvas, size, spec.mean, spec.std).to(device)
-    settings = VPSettings(cfg.epochs, cfg.lr, cfg.batch_size, cfg.mapping, cfg.assignment, cfg.seed)
+    steps = 0 if cfg.method == "map" else cfg.steps
+    settings = VPSettings(cfg.epochs, cfg.lr, cfg.batch_size, cfg.mapping, cfg.assignment, cfg.seed, steps)
     torch.manual_seed(cfg.seed)
-    out = train_vp(model, prompt, (x, y), (on_device(data.val.x), data.val.y.to(device)), on_device(data.test.x),
+    out = train_vp(model, prompt, (x, y), (on_device(val.x), val.y.to(device)), on_device(data.test.x),
                    data.num_classes, settings, progress)
-    return {"test_probs": out.test_probs, "best_epoch": out.best_epoch, "curves": out.curves,
-            "mapping": out.mapping, "mapping_history": out.mapping_history,
-            "prompt_png": png_base64(out.prompt_image), "images_seen": out.train_images_seen}
+    moved = float((torch.sigmoid(prompt.program.detach()) - 0.5).abs().mul(prompt.mask[0]).sum() / (3 * prompt.mask.sum()))
+    return {"test_probs": out.test_probs, "val_probs": out.val_probs, "best_epoch": out.best_epoch,
+            "curves": out.curves, "mapping": out.mapping, "mapping_history": out.mapping_history,
+            "prompt_png": png_base64(out.prompt_image), "images_seen": out.train_images_seen,
+            "steps": out.steps, "prompt_shift": moved}
 
 
 def lp_prepare(preset: Preset, cfg: RunConfig):
@@ -103,7 +109,8 @@ def lp_prepare(preset: Preset, cfg: RunConfig):
     return lambda x: (resize(x, preset.canvas) - mean) / std
 
 
-def _run_lp(cfg, preset, model, data: TargetData, train_idx, ticket_id, progress, device) -> dict:
+def _run_lp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx, ticket_id, progress,
+            device) -> dict:
     to_model = lp_prepare(preset, cfg)
 
     def prepare(x):
@@ -117,14 +124,15 @@ def _run_lp(cfg, preset, model, data: TargetData, train_idx, ticket_id, progress
     features_s = time.time() - t0
     feats = {k: v.to(device) for k, v in feats.items()}
     train_f, train_y = feats["train"][train_idx.to(device)], data.train.y[train_idx].to(device)
-    out = train_linear_head(lambda idx: train_f[idx], train_y, feats["val"], data.val.y.to(device), feats["test"],
+    val_f = feats["val"] if val_idx is None else feats["train"][val_idx.to(device)]
+    out = train_linear_head(lambda idx: train_f[idx], train_y, val_f, val.y.to(device), feats["test"],
                             model.feature_dim, data.num_classes, LPSettings(cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed),
                             progress)
-    return {"test_probs": out.test_probs, "best_epoch": out.best_epoch, "curves": out.curves,
-            "features_seconds": round(features_s, 3)}
+    return {"test_probs": out.test_probs, "val_probs": out.val_probs, "best_epoch": out.best_epoch,
+            "curves": out.curves, "features_seconds": round(features_s, 3)}
 
 
-METHODS = {"vp": _run_vp, "lp": _run_lp}
+ADAPTERS = {"vp": _run_vp, "map": _run_vp, "lp": _run_lp}  # "map" is VP with the prompt frozen
 
 
 def run(config: RunConfig, store=None, progress: Progress | None = None, force: bool = False,
@@ -140,24 +148,32 @@ def run(config: RunConfig, store=None, progress: Progress | None = None, force: 
     preset = get_preset(cfg.preset)
     data = load_dataset(cfg.dataset)
     train_idx = torch.as_tensor(sample_shots(data.train.y.numpy(), cfg.shots, cfg.seed))
+    val_idx, val = None, data.val
+    if cfg.val_per_class:
+        val_idx = torch.as_tensor(sample_fewshot_val(data.train.y.numpy(), train_idx.numpy(), cfg.val_per_class, cfg.seed))
+        val = data.train.subset(val_idx)
     device = torch.device(device) if device is not None else default_device()
     model, masks, ticket_id = load_source(preset, cfg)
     to_device(model, device)
-    out = METHODS[cfg.method](cfg, preset, model, data, train_idx, ticket_id, progress, device)
+    out = ADAPTERS[cfg.method](cfg, preset, model, data, train_idx, val, val_idx, ticket_id, progress, device)
     assert_masked(model, masks)
-    test_y = data.test.y
-    metrics = evaluate(out.pop("test_probs").cpu(), test_y)
+    test_probs, val_probs = out.pop("test_probs").cpu().float(), out.pop("val_probs").cpu().float()
+    metrics = evaluate(test_probs, data.test.y)
     spec = model_spec(preset.arch)
     record = {
         "hash": key, "config": cfg.to_dict(),
         "metrics": {k: metrics[k] for k in ("accuracy", "ece", "mce", "nll", "brier")},
-        "n_test": metrics["n"], "n_train": int(len(train_idx)), "n_val": len(data.val),
+        "scaled": temperature_scaled_metrics(val_probs, val.y, test_probs, data.test.y),
+        "predictions": {"test": encode_probs(test_probs), "val": encode_probs(val_probs),
+                        "val_labels": val.y.tolist() if val_idx is not None else None},
+        "n_test": metrics["n"], "n_train": int(len(train_idx)), "n_val": len(val),
         "reliability": metrics["reliability"], "per_class_accuracy": metrics["per_class_accuracy"],
         "classes": data.classes, "remaining_fraction": remaining_fraction(masks),
         "sparsity": sparsity_report(model, masks, spec.stem, spec.head)["remaining"],
         "ticket": ticket_id, "best_epoch": out.pop("best_epoch"), "curves": out.pop("curves"),
         "mapping": out.pop("mapping", None), "mapping_history": out.pop("mapping_history", None),
-        "prompt_png": out.pop("prompt_png", None),
+        "prompt_png": out.pop("prompt_png", None), "prompt_shift": out.pop("prompt_shift", None),
+        "steps": out.pop("steps", None),
         "timings": {"total_seconds": round(time.time() - t0, 3), **{k: v for k, v in out.items()}},
         "provenance": provenance(str(device)),
     }

@@ -40,7 +40,11 @@ class BundleError(ValueError):
 
 def flat_row(record: dict) -> dict:
     """The tabular view of one result: config fields, metrics, sparsity, timing."""
-    row = {"hash": record["hash"], **record["config"], **record["metrics"],
+    scaled = record.get("scaled") or {}
+    row = {"hash": record["hash"], "family": None, "steps": None, "val_per_class": None, **record["config"],
+           **{k: record["metrics"][k] for k in METRICS},
+           **{f"ts_{k}": scaled.get(k) for k in ("ece", "mce", "nll", "brier")},
+           "temperature": scaled.get("temperature"), "prompt_shift": record.get("prompt_shift"),
            "remaining_fraction": record["remaining_fraction"], "best_epoch": record.get("best_epoch"),
            "seconds": (record.get("timings") or {}).get("total_seconds"),
            "created": (record.get("provenance") or {}).get("created")}

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "cache" / "mini_digits.zip"
-PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/prompts.py", "pages/run.py",
+PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/effects.py", "pages/prompts.py", "pages/run.py",
          "pages/bundles.py"]
 
 

@@ -54,7 +54,7 @@ def test_lp_beats_chance_and_second_run_comes_from_store(store, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a stored config must not be trained again")
 
-    monkeypatch.setitem(runner.METHODS, "lp", boom)
+    monkeypatch.setitem(runner.ADAPTERS, "lp", boom)
     second = runner.run(cfg, store)
     assert second.record["cached"] is True and second.hash == first.hash
     assert second.metrics == first.metrics
@@ -89,7 +89,7 @@ def test_vp_beats_chance(tmp_path):
 def test_cli_run_prints_one_json_object(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LTHVP_TEST_THREADS": "1"}
     cmd = [sys.executable, "-m", "lthvp", "run", "--preset", "mini", "--dataset", "digits", "--method", "lp",
-           "--level", "0", "--shots", "full", "--seed", "0", "--epochs", "4", "--json",
+           "--level", "0", "--shots", "full", "--seed", "0", "--epochs", "4", "--json", "--family", "legacy",
            "--store", str(tmp_path / "store")]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from lthvp import paper, paper_data
 from lthvp.data import DataMissingError, load_dataset
-from lthvp.imp import TicketFamily
+from lthvp.families import TicketFamily
 from lthvp.models import build_model, freeze, model_spec
 from lthvp.prompting import PadPrompt
 from lthvp.sparsity import apply_masks, global_magnitude_prune, remaining_fraction

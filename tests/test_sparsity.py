@@ -202,7 +202,7 @@ def test_ticket_file_roundtrip(tmp_path, resnet20):
 
 
 def test_shipped_family_level_0_is_dense():
-    from lthvp.imp import TicketFamily
+    from lthvp.families import TicketFamily
     from lthvp.presets import MINI
 
     family = TicketFamily(MINI.family_dir)

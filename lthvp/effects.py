@@ -1,0 +1,194 @@
+"""Effects with their uncertainty: the statistics behind every claim the study makes.
+
+Input is the results table (one row per run: config fields, metrics, ``ts_*`` temperature-
+scaled metrics). Replicates are paired: a contrast is formed inside one (family, seed), where
+the seed fixes the shot sample, order and initialisation at every level and for every method.
+The **unit of replication is the ticket family** (source seed): differences are averaged over
+seeds inside a family, and the interval and p come from the spread *between* families. With a
+single family (the legacy study) seeds are the only replicates; such rows say ``unit=seed``,
+and their interval ignores the between-ticket variance.
+
+Contrasts (estimates in the metric's own units, e.g. accuracy as a fraction):
+
+* ``L{k}-L0``: level k minus the dense level 0;
+* ``slope``: least-squares slope of the metric against log2(1 / remaining fraction), i.e. the
+  change *per halving of the remaining weights* (negative accuracy slope = sparsity hurts);
+* ``vp-lp_slope``: VP's slope minus LP's (the paper's "sparsity costs VP more than LP");
+* ``imp-random_L{k}``: the IMP ticket minus random pruning at equal sparsity;
+* ``vp-map_L{k}``: VP minus the same label mapping with the prompt frozen (the prompt's share).
+
+Each p is a two-sided one-sample t-test of the unit means against 0; ``p_perm`` is the exact
+sign-flip permutation p (all 2^n sign patterns for n <= 16). Holm's correction runs over the
+shot counts of one question (``test_family``: metric | method | arm | contrast).
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+METRICS = ("accuracy", "ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier")
+COLUMNS = ["metric", "method", "arm", "shots", "contrast", "estimate", "ci_low", "ci_high", "p", "p_perm", "p_holm",
+           "n_families", "n_runs", "unit", "test_family"]
+LEGACY = "legacy"
+MAX_EXACT_FLIPS = 16
+
+
+def prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """Normalise the columns the contrasts need (family label, shots as text, x = halvings)."""
+    out = df.copy()
+    if "family" not in out:
+        out["family"] = np.nan
+    out["family"] = [LEGACY if (f is None or (isinstance(f, float) and np.isnan(f))) else str(int(f))
+                     for f in out["family"]]
+    out["shots"] = out["shots"].astype(str)
+    out["halvings"] = -np.log2(out["remaining_fraction"].astype(float))
+    return out
+
+
+def sign_flip_p(values: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
+    """Two-sided sign-flip permutation p for mean(values) = 0 (exact for n <= 16)."""
+    v = np.asarray(values, dtype=float)
+    n = len(v)
+    if n == 0:
+        return float("nan")
+    observed = abs(v.mean())
+    if n <= MAX_EXACT_FLIPS:
+        signs = np.array(list(product((1.0, -1.0), repeat=n)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(draws, n))
+    means = np.abs(signs @ v / n)
+    return float(np.mean(means >= observed - 1e-12))
+
+
+def summarise(units: pd.Series) -> dict:
+    """Mean of the unit values with a 95% t-interval and the t and sign-flip p."""
+    v = units.to_numpy(dtype=float)
+    n = len(v)
+    est = float(v.mean()) if n else float("nan")
+    if n < 2:
+        return {"estimate": est, "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan"),
+                "p_perm": float("nan")}
+    se = float(v.std(ddof=1) / np.sqrt(n))
+    half = float(stats.t.ppf(0.975, n - 1)) * se
+    p = float(stats.ttest_1samp(v, 0.0).pvalue) if se > 0 else (1.0 if est == 0 else 0.0)
+    return {"estimate": est, "ci_low": est - half, "ci_high": est + half, "p": p, "p_perm": sign_flip_p(v)}
+
+
+def _by_unit(diffs: pd.DataFrame) -> tuple[pd.Series, str, int]:
+    """Average paired (family, seed) differences to one value per family; seeds when one family."""
+    n_families = diffs["family"].nunique()
+    if n_families >= 2:
+        return diffs.groupby("family")["d"].mean(), "family", n_families
+    return diffs["d"], "seed", n_families
+
+
+def _row(metric, method, arm, shots, contrast, diffs: pd.DataFrame, n_runs: int) -> dict:
+    units, unit, n_families = _by_unit(diffs)
+    return {"metric": metric, "method": method, "arm": arm, "shots": shots, "contrast": contrast,
+            **summarise(units), "n_families": n_families, "n_runs": n_runs, "unit": unit,
+            "test_family": f"{metric}|{method}|{arm}|{contrast}"}
+
+
+def _wide(df: pd.DataFrame, metric: str, index: list[str], columns: str) -> pd.DataFrame:
+    return df.pivot_table(index=index, columns=columns, values=metric, aggfunc="mean")
+
+
+def level_contrasts(df: pd.DataFrame, metric: str) -> list[dict]:
+    rows = []
+    for (method, arm, shots), part in df.groupby(["method", "arm", "shots"]):
+        dense = df[(df["method"] == method) & (df["arm"] == "ticket") & (df["shots"] == shots) & (df["level"] == 0)]
+        base = dense.set_index(["family", "seed"])[metric]
+        for level, lv in part[part["level"] > 0].groupby("level"):
+            d = (lv.set_index(["family", "seed"])[metric] - base).dropna().rename("d").reset_index()
+            if len(d):
+                rows.append(_row(metric, method, arm, shots, f"L{level}-L0", d, 2 * len(d)))
+    return rows
+
+
+def slope_per_replicate(part: pd.DataFrame, metric: str) -> pd.Series:
+    """OLS slope of the metric on halvings, per (family, seed) with >= 2 levels (dense included)."""
+    out = {}
+    for key, g in part.dropna(subset=[metric]).groupby(["family", "seed"]):
+        if g["halvings"].nunique() >= 2:
+            out[key] = float(np.polyfit(g["halvings"].to_numpy(), g[metric].to_numpy(), 1)[0])
+    return pd.Series(out, dtype=float)
+
+
+def slope_contrasts(df: pd.DataFrame, metric: str) -> list[dict]:
+    rows, slopes = [], {}
+    for (method, shots), part in df.groupby(["method", "shots"]):
+        arms = part[(part["arm"] == "ticket")]
+        s = slope_per_replicate(arms, metric)
+        slopes[(method, shots)] = s
+        if len(s):
+            d = s.rename("d").rename_axis(["family", "seed"]).reset_index()
+            rows.append(_row(metric, method, "ticket", shots, "slope", d, len(arms)))
+    for (method, shots), s in slopes.items():
+        if method != "vp" or ("lp", shots) not in slopes:
+            continue
+        d = (s - slopes[("lp", shots)]).dropna().rename("d").rename_axis(["family", "seed"]).reset_index()
+        if len(d):
+            n_runs = int(((df["shots"] == shots) & (df["arm"] == "ticket") & df["method"].isin(["vp", "lp"])).sum())
+            rows.append(_row(metric, "vp-lp", "ticket", shots, "vp-lp_slope", d, n_runs))
+    return rows
+
+
+def paired_arm_contrasts(df: pd.DataFrame, metric: str) -> list[dict]:
+    """IMP - random at equal level, and VP - mapping-only at each level (same family, seed)."""
+    rows = []
+    wide = _wide(df, metric, ["method", "shots", "level", "family", "seed"], "arm")
+    if {"ticket", "random"} <= set(wide.columns):
+        d_all = (wide["ticket"] - wide["random"]).dropna().rename("d").reset_index()
+        for (method, shots, level), d in d_all.groupby(["method", "shots", "level"]):
+            rows.append(_row(metric, method, "imp-random", shots, f"imp-random_L{level}", d, 2 * len(d)))
+    wide = _wide(df[df["arm"] == "ticket"], metric, ["shots", "level", "family", "seed"], "method")
+    if {"vp", "map"} <= set(wide.columns):
+        d_all = (wide["vp"] - wide["map"]).dropna().rename("d").reset_index()
+        for (shots, level), d in d_all.groupby(["shots", "level"]):
+            rows.append(_row(metric, "vp-map", "ticket", shots, f"vp-map_L{level}", d, 2 * len(d)))
+    return rows
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def effects(df: pd.DataFrame, metric: str = "accuracy", dataset: str | None = None) -> pd.DataFrame:
+    """Every contrast for one metric (and dataset), Holm-corrected across shots per question."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if df.empty or metric not in df or df[metric].isna().all():
+        return pd.DataFrame(columns=COLUMNS)
+    data = prepare(df if dataset is None else df[df["dataset"] == dataset])
+    data = data.dropna(subset=[metric])
+    rows = level_contrasts(data, metric) + slope_contrasts(data, metric) + paired_arm_contrasts(data, metric)
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_holm"])
+    if out.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    # one question = one test_family: the shot counts of one contrast (L8-L0, slope, imp-random_L8, ...)
+    out["p_holm"] = out.groupby("test_family")["p"].transform(lambda s: pd.Series(holm(s.to_numpy()), index=s.index))
+    return out[COLUMNS].reset_index(drop=True)
+
+
+def verdict(row: pd.Series | dict, alpha: float = 0.05) -> str:
+    """One plain-language line generated from a row's numbers."""
+    p = row["p_holm"]
+    if p != p:  # NaN: fewer than two replicates
+        return "not testable (fewer than two replicates)"
+    status = "detected" if p < alpha else "not detected"
+    return (f"{status} at 5% after Holm: estimate {row['estimate']:+.4f} "
+            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], p_holm = {p:.3g}, "
+            f"{row['n_families']} famil{'y' if row['n_families'] == 1 else 'ies'} ({row['unit']} as unit)")

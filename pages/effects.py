@@ -1,0 +1,79 @@
+"""Effects: what the data can claim, with intervals and Holm-corrected p (lthvp.effects computes;
+this page reads and draws). The ticket family is the unit of replication."""
+
+import streamlit as st
+
+from lthvp import dashboard as db
+from lthvp import effects as E
+from lthvp.effect_plots import forest_figure
+
+db.frame_guard()
+
+st.title("Effects")
+df = db.results_or_stop()
+
+c1, c2, c3 = st.columns(3)
+ds = db.dataset_select(df, c1)
+metric = c2.selectbox("Metric", list(E.METRICS), key="metric", bind="query-params",
+                      help="ts_*: after temperature scaling fitted on each run's validation split")
+table = E.effects(df, metric, ds)
+if table.empty:
+    st.info("No contrast can be formed for this metric and dataset (older records lack temperature-scaled "
+            "metrics and per-sample predictions: those metrics are unavailable for them).")
+    st.stop()
+levels = sorted({int(c[1:].split("-")[0]) for c in table["contrast"] if c.startswith("L")})
+level = c3.selectbox("Level for contrasts", levels, key="level", bind="query-params", index=len(levels) - 1,
+                     format_func=lambda lv: f"L{lv}")
+
+n_fam = int(table["n_families"].max())
+st.caption(f"{n_fam} ticket famil{'y' if n_fam == 1 else 'ies'}; contrasts are paired within (family, seed). "
+           + ("With one family, seeds are the replicates: intervals ignore the spread between tickets."
+              if n_fam < 2 else "Intervals and p come from the spread between families."))
+
+
+def say(rows, question: str) -> None:
+    st.markdown(f"**{question}**")
+    for _, r in rows.iterrows():
+        st.text(f"{r['shots']:>5} shots · {r['method']}: {E.verdict(r)}")
+
+
+st.subheader("The paper's questions")
+slopes = table[table["contrast"] == "slope"]
+say(slopes[slopes["method"] == "vp"], "Does sparsity change VP? (slope per halving of the remaining weights)")
+say(slopes[slopes["method"] == "lp"], "Does sparsity change LP?")
+say(table[table["contrast"] == "vp-lp_slope"], "Does sparsity cost VP more than LP? (VP slope - LP slope)")
+vp_map = table[table["contrast"] == "vp-map_L0"]
+if not vp_map.empty:
+    say(vp_map, "Does the prompt itself help on the dense model? (VP - mapping only, L0)")
+
+st.subheader(f"Level L{level} vs dense L0")
+st.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"{metric}: L{level} - L0", metric),
+                key="forest_level", theme=None)
+left, right = st.columns(2)
+left.plotly_chart(forest_figure(table[table["contrast"].isin(["slope", "vp-lp_slope"])],
+                                f"{metric}: slope per halving, VP vs LP", metric), key="forest_slope", theme=None)
+arms = table[table["contrast"].isin([f"imp-random_L{level}", f"vp-map_L{level}"])]
+if arms.empty:
+    right.info(f"No random-arm or mapping-only runs pair with L{level}.")
+else:
+    right.plotly_chart(forest_figure(arms, f"{metric}: IMP - random and VP - mapping only at L{level}", metric),
+                       key="forest_arms", theme=None)
+
+if metric in ("ece", "nll", "brier", "mce"):
+    st.subheader("Raw vs temperature-scaled calibration")
+    scaled = E.effects(df, f"ts_{metric}", ds) if f"ts_{metric}" in E.METRICS else table.iloc[0:0]
+    a, b = st.columns(2)
+    a.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"raw {metric}: L{level} - L0", metric),
+                   key="raw_cal", theme=None)
+    if scaled.empty:
+        b.info("No temperature-scaled metrics in these records (older bundles): unavailable, not zero.")
+    else:
+        b.plotly_chart(forest_figure(scaled[scaled["contrast"] == f"L{level}-L0"],
+                                     f"temperature-scaled {metric}: L{level} - L0", f"ts_{metric}"),
+                       key="ts_cal", theme=None)
+
+st.subheader("All contrasts")
+st.dataframe(table, hide_index=True)
+st.download_button("Download CSV", table.to_csv(index=False), file_name=f"effects_{ds}_{metric}.csv")
+st.caption("Filled markers: detected at 5% after Holm's correction across the shot counts of one question; "
+           "open markers: not detected. Hover for p, Holm p and the number of families and runs.")
