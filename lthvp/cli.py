@@ -196,6 +196,20 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_figures(args) -> int:
+    from lthvp.figures import update_readme, write_figures
+
+    written = write_figures(args.bundle, args.out, args.dataset)
+    print("\n".join(str(p) for p in written))
+    if args.readme:
+        findings = next(p for p in written if p.name == "findings.md").read_text()
+        if not update_readme(args.readme, findings):
+            print(f"{args.readme} has no <!-- findings:start --> / <!-- findings:end --> markers", file=sys.stderr)
+            return 2
+        print(args.readme)
+    return 0
+
+
 def cmd_effects(args) -> int:
     import pandas as pd
 
@@ -255,9 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", type=Path)
     p.add_argument("--out", type=Path, default=Path("docs/figures"))
     p.add_argument("--dataset", default="digits")
-    p.set_defaults(func=lambda args: print("\n".join(
-        str(p) for p in __import__("lthvp.figures", fromlist=["write_figures"]).write_figures(
-            args.bundle, args.out, args.dataset))) or 0)
+    p.add_argument("--readme", type=Path, default=None,
+                   help="also rewrite the findings between <!-- findings:start/end --> in this README")
+    p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("effects", help="paired contrasts, sparsity slopes, VP-LP and IMP-random differences "
                                        "with 95%% intervals and Holm-corrected p (family = unit of replication)")

@@ -193,12 +193,26 @@ def empty_state(what: str = "results") -> None:
 
 
 def results_or_stop() -> pd.DataFrame:
-    """The results table; on an empty store, the empty-state hints and the end of the page."""
+    """The results table (of the family picked in the sidebar); on an empty store, the
+    empty-state hints and the end of the page."""
     df = results()
     if df.empty:
         empty_state()
         _st().stop()
-    return df
+    return family_filter(df)
+
+
+def family_filter(df: pd.DataFrame) -> pd.DataFrame:
+    """Sidebar choice of one ticket family, or all of them (aggregated with family as the unit)."""
+    from lthvp.effects import family_keys
+
+    keys = pd.Series(family_keys(df["family"]), index=df.index)
+    fams = sorted(set(keys), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))
+    if len(fams) < 2:
+        return df
+    choice = _st().sidebar.selectbox("Ticket family", ["all"] + fams, key="family", bind="query-params",
+                                     format_func=lambda v: "all families (family = unit)" if v == "all" else f"family {v}")
+    return df if choice == "all" else df[keys == choice]
 
 
 def dataset_select(df: pd.DataFrame, column) -> str:

@@ -37,16 +37,43 @@ LEGACY = "legacy"
 MAX_EXACT_FLIPS = 16
 
 
+def family_keys(values) -> list[str]:
+    """Family column as text: the source seed, or 'legacy' for the first single family."""
+    return [LEGACY if (f is None or f is pd.NA or (isinstance(f, float) and np.isnan(f))) else str(int(f))
+            for f in values]
+
+
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Normalise the columns the contrasts need (family label, shots as text, x = halvings)."""
+    """Normalise the columns the contrasts need (family label, shots as text, x = halvings).
+    Where replicated families exist, legacy-family rows (another source recipe and protocol)
+    are left out rather than counted as one more family."""
     out = df.copy()
     if "family" not in out:
         out["family"] = np.nan
-    out["family"] = [LEGACY if (f is None or (isinstance(f, float) and np.isnan(f))) else str(int(f))
-                     for f in out["family"]]
+    out["family"] = family_keys(out["family"])
+    if (out["family"] != LEGACY).any():
+        out = out[out["family"] != LEGACY]
     out["shots"] = out["shots"].astype(str)
     out["halvings"] = -np.log2(out["remaining_fraction"].astype(float))
-    return out
+    return main_protocol(out)
+
+
+PROTOCOL = ("preset", "epochs", "steps", "lr", "batch_size", "image_size", "mapping", "assignment", "lp_input")
+
+
+def main_protocol(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method, only the runs of its most common training protocol (a store may also hold
+    variants, e.g. learning-rate grid runs): contrasts must compare like with like."""
+    cols = [c for c in PROTOCOL if c in df]
+    if df.empty or not cols:
+        return df
+    key = df[cols].map(lambda v: "-" if v is None or v != v else str(v)).agg("|".join, axis=1)
+    keep = pd.Series(False, index=df.index)
+    for _, idx in df.groupby("method").groups.items():
+        # the protocol may differ by shot count (epochs, batch); the most common one per (method, shots)
+        for _, sub in df.loc[idx].groupby("shots").groups.items():
+            keep[sub] = key[sub] == key[sub].value_counts().idxmax()
+    return df[keep]
 
 
 def sign_flip_p(values: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
@@ -60,8 +87,10 @@ def sign_flip_p(values: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
         signs = np.array(list(product((1.0, -1.0), repeat=n)))
     else:
         signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(draws, n))
-    means = np.abs(signs @ v / n)
-    return float(np.mean(means >= observed - 1e-12))
+    hits = int(np.sum(np.abs(signs @ v / n) >= observed - 1e-12))
+    if n <= MAX_EXACT_FLIPS:
+        return hits / len(signs)
+    return (hits + 1) / (len(signs) + 1)  # sampled: count the observed pattern, so p is never 0
 
 
 def summarise(units: pd.Series) -> dict:
@@ -167,13 +196,22 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def effects(df: pd.DataFrame, metric: str = "accuracy", dataset: str | None = None) -> pd.DataFrame:
-    """Every contrast for one metric (and dataset), Holm-corrected across shots per question."""
+    """Every contrast for one metric, per dataset (all datasets when None; never pooled),
+    Holm-corrected across shots per question."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     if df.empty or metric not in df or df[metric].isna().all():
-        return pd.DataFrame(columns=COLUMNS)
-    data = prepare(df if dataset is None else df[df["dataset"] == dataset])
-    data = data.dropna(subset=[metric])
+        return pd.DataFrame(columns=["dataset"] + COLUMNS)
+    names = sorted(df["dataset"].unique()) if dataset is None else [dataset]
+    parts = [_effects_one(df[df["dataset"] == name], metric).assign(dataset=name) for name in names]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame(columns=["dataset"] + COLUMNS)
+    return pd.concat(parts, ignore_index=True)[["dataset"] + COLUMNS]
+
+
+def _effects_one(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    data = prepare(df).dropna(subset=[metric])
     rows = level_contrasts(data, metric) + slope_contrasts(data, metric) + paired_arm_contrasts(data, metric)
     out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_holm"])
     if out.empty:
@@ -189,6 +227,29 @@ def verdict(row: pd.Series | dict, alpha: float = 0.05) -> str:
     if p != p:  # NaN: fewer than two replicates
         return "not testable (fewer than two replicates)"
     status = "detected" if p < alpha else "not detected"
-    return (f"{status} at 5% after Holm: estimate {row['estimate']:+.4f} "
+    return (f"{status} at {100 * alpha:g}% after Holm: estimate {row['estimate']:+.4f} "
             f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], p_holm = {p:.3g}, "
             f"{row['n_families']} famil{'y' if row['n_families'] == 1 else 'ies'} ({row['unit']} as unit)")
+
+
+def low_vs_full(df: pd.DataFrame, metric: str = "accuracy", dataset: str | None = None) -> dict | None:
+    """"Most at low data": (VP - LP slope) at the fewest shots minus the same at full data,
+    paired within (family, seed), family as the unit. None when either end is missing."""
+    if dataset is None and df["dataset"].nunique() > 1:
+        raise ValueError("low_vs_full needs one dataset")
+    data = prepare(df if dataset is None else df[df["dataset"] == dataset]).dropna(subset=[metric])
+    data = data[data["arm"] == "ticket"]
+    shots = sorted({s for s in data["shots"] if s.isdigit()}, key=int)
+    if not shots or "full" not in set(data["shots"]):
+        return None
+
+    def gap(s):
+        part = data[data["shots"] == s]
+        return slope_per_replicate(part[part["method"] == "vp"], metric) - slope_per_replicate(part[part["method"] == "lp"], metric)
+
+    d = (gap(shots[0]) - gap("full")).dropna().rename("d").rename_axis(["family", "seed"]).reset_index()
+    if d.empty:
+        return None
+    units, unit, n_families = _by_unit(d)
+    return {"contrast": f"vp-lp_slope[{shots[0]}]-vp-lp_slope[full]", **summarise(units),
+            "n_families": n_families, "unit": unit}

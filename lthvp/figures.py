@@ -13,6 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from lthvp import plots, report
+from lthvp.effect_plots import forest_figure
+from lthvp.effects import effects
+from lthvp.findings import findings_markdown
 from lthvp.store import flat_row, read_bundle
 
 
@@ -77,4 +80,31 @@ def write_figures(bundle: Path, out: Path, dataset: str = "digits", scale: float
         kaleido.stop_sync_server()
     tables = out / "tables.md"
     tables.write_text(study_tables(records, dataset))
-    return written + [tables]
+    df = bundle_frame(records)
+    forest = out / "effects_forest.png"
+    effect_forest(df, dataset).write_image(forest, scale=scale)
+    findings = out / "findings.md"
+    findings.write_text(findings_markdown(df, dataset))
+    effects_csv = out / "effects_accuracy.csv"
+    effects(df, "accuracy", dataset).to_csv(effects_csv, index=False)
+    return written + [tables, forest, findings, effects_csv]
+
+
+def effect_forest(df: pd.DataFrame, dataset: str):
+    """Accuracy slopes per halving of the remaining weights: VP, LP and their difference per shot count."""
+    table = effects(df, "accuracy", dataset)
+    rows = table[table["contrast"].isin(["slope", "vp-lp_slope"]) & table["method"].isin(["vp", "lp", "vp-lp"])]
+    fig = forest_figure(rows, f"{dataset}: accuracy slope per halving of the remaining weights (95% CI)", "accuracy")
+    fig.update_layout(width=1000)
+    return fig
+
+
+def update_readme(readme: Path, findings: str) -> bool:
+    """Replace the text between the findings markers; False when the README has no markers."""
+    text = readme.read_text()
+    start, end = "<!-- findings:start -->", "<!-- findings:end -->"
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n" + findings + end + rest.split(end, 1)[1])
+    return True

@@ -130,7 +130,8 @@ class VPOutcome:
     steps: int = 0
 
 
-EVAL_BATCH = 256  # inference batches: larger than few-shot training batches, same results
+EVAL_BATCH = 128  # CPU inference batch: 128 measured faster than 256 here (cache); same results
+EVAL_BATCH_CUDA = 512
 MAX_ROUNDS = 50  # with a step budget: at most this many (re-map, validate) rounds per run
 
 
@@ -170,7 +171,8 @@ def plan_rounds(s: VPSettings, n_train: int, batch_size: int) -> tuple[int, int]
 
 
 @torch.no_grad()
-def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    batch_size = batch_size or (EVAL_BATCH_CUDA if x.device.type == "cuda" else EVAL_BATCH)
     with autocast_for(x.device):
         return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
 
@@ -210,7 +212,7 @@ def train_vp(model: nn.Module, prompt: PadPrompt, train: tuple, val: tuple, test
     if s.mapping == "rlm":
         mapping = random_label_mapping(n_source, n_target, s.seed)
     else:  # FLM, and ILM's first mapping: from the starting prompt
-        mapping = compute_mapping(net, prompt, x, y, n_target, s.assignment, EVAL_BATCH)
+        mapping = compute_mapping(net, prompt, x, y, n_target, s.assignment, None)
     opt = torch.optim.Adam(prompt.parameters(), lr=s.lr)
     sched = reference_schedule(opt, rounds)
     selector = EpochSelector()
@@ -243,6 +245,6 @@ def train_vp(model: nn.Module, prompt: PadPrompt, train: tuple, val: tuple, test
     best_state, best_mapping, best_val_probs = selector.state
     with torch.no_grad():
         prompt.program.copy_(best_state)
-    probs = F.softmax(source_logits(net, prompt, test_x, EVAL_BATCH)[:, best_mapping], dim=1)
+    probs = F.softmax(source_logits(net, prompt, test_x)[:, best_mapping], dim=1)
     return VPOutcome(probs, selector.epoch, best_mapping, history, curves, prompt.border_image(),
                      rounds * per_round * len(y), best_val_probs, steps)

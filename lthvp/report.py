@@ -1,6 +1,8 @@
-"""Seed aggregation of the results table: mean, spread and a 95% t-interval per cell.
+"""Aggregation of the results table: mean, spread and a 95% t-interval per cell.
 
-A cell is (dataset, method, shots, arm, level); seeds are the replicates. The dashboard's plots
+A cell is (dataset, method, shots, arm, level). When a cell holds several ticket families, the
+family is the unit: seeds are averaged inside each family first and the interval comes from
+the spread between families. With one family, seeds are the replicates. The dashboard's plots
 and the study write-up both use these functions, so they show the same numbers.
 """
 
@@ -10,6 +12,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from lthvp.effects import family_keys  # noqa: E402  (pure; no circle: effects does not import report)
 
 GROUP_KEYS = ["dataset", "method", "shots", "arm", "level"]
 BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0), "nll": (0.0, np.inf), "brier": (0.0, 2.0)}
@@ -38,6 +42,12 @@ def aggregate(df: pd.DataFrame, metric: str, keys: Sequence[str] = GROUP_KEYS) -
     cols = list(keys) + ["mean", "std", "n", "lo", "hi", "remaining", "seeds"]
     if df.empty or metric not in df:
         return pd.DataFrame(columns=cols)
+    df = df.dropna(subset=[metric])
+    if "family" in df and len(set(family_keys(df["family"]))) > 1:
+        fam = df.assign(family=family_keys(df["family"]))
+        df = (fam.groupby(list(keys) + ["family"], dropna=False, observed=True)
+              .agg(**{metric: (metric, "mean"), "remaining_fraction": ("remaining_fraction", "mean")}).reset_index())
+        df["seed"] = "f" + df["family"]  # the replicate label shown in hovers: one per family
     g = df.groupby(list(keys), dropna=False, observed=True)
     out = g.agg(mean=(metric, "mean"), std=(metric, "std"), n=(metric, "size"),
                 remaining=("remaining_fraction", "mean"),

@@ -141,3 +141,30 @@ def test_vp_is_deterministic_per_seed():
 
     a, b = once(), once()
     assert torch.equal(a.test_probs, b.test_probs) and a.mapping == b.mapping
+
+
+@pytest.mark.slow
+def test_fast_path_matches_plain_path_on_a_real_ticket():
+    """BatchNorm folding, channels-last and the merged validation+mapping pass change only
+    floating-point rounding: same mappings, same chosen epoch, same test predictions."""
+    from lthvp.data import load_dataset, resize, sample_shots
+    from lthvp.families import TicketFamily
+    from lthvp.presets import MINI
+
+    model, _ = TicketFamily(MINI.family_dir).load(4)
+    freeze(model)
+    data = load_dataset("digits")
+    idx = torch.as_tensor(sample_shots(data.train.y.numpy(), 5, 0))
+    x, y = resize(data.train.x[idx], 24), data.train.y[idx]
+    val, test_x = (resize(data.val.x, 24), data.val.y), resize(data.test.x, 24)
+    outs = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        prompt = PadPrompt(32, 24, FASHION_MEAN, FASHION_STD)
+        outs.append(train_vp(model, prompt, (x, y), val, test_x, 10, VPSettings(6, 0.01, 16, seed=0, fast=fast)))
+    plain, fast = outs
+    assert fast.mapping_history == plain.mapping_history
+    assert fast.best_epoch == plain.best_epoch
+    assert torch.equal(fast.test_probs.argmax(1), plain.test_probs.argmax(1))
+    assert torch.allclose(fast.test_probs, plain.test_probs, atol=1e-4)
+    assert [r["val_acc"] for r in fast.curves] == [r["val_acc"] for r in plain.curves]

@@ -1,0 +1,260 @@
+"""lthvp.effects against independent computations (scipy/numpy written from scratch here):
+family-as-unit contrasts, slopes, Holm, exact sign flips, power, null calibration, the CLI."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from lthvp.effects import COLUMNS, effects, holm, sign_flip_p, verdict
+
+BUNDLE = Path(__file__).parent / "fixtures" / "mini_digits_v1.zip"
+TRUE_SLOPE = {"vp": -0.05, "lp": -0.01, "map": -0.03}  # accuracy change per halving of the weights
+
+
+def make_table(families=6, seeds=5, shots=("1", "5", "full"), methods=("vp", "lp", "map"),
+               arms=("ticket", "random"), levels=range(9), slope=TRUE_SLOPE, noise=0.005,
+               family_sd=0.0, seed=0):
+    """One row per run. Accuracy = 0.7 + slope * halvings + per-(family, level) ticket effect + noise;
+    random pruning costs 0.02 extra at every level."""
+    rng = np.random.default_rng(seed)
+    fam_effect = {(f, lv): (rng.normal(0, family_sd) if lv else 0.0) for f in range(families) for lv in levels}
+    rows = []
+    for m in methods:
+        for arm in arms:
+            for sh in shots:
+                for f in range(families):
+                    for s in range(seeds):
+                        for lv in levels:
+                            if arm == "random" and lv == 0:
+                                continue
+                            acc = (0.7 + slope.get(m, 0.0) * -math.log2(0.8 ** lv) + fam_effect[(f, lv)]
+                                   - (0.02 if arm == "random" else 0.0) + rng.normal(0, noise))
+                            rows.append(dict(dataset="d", method=m, arm=arm, shots=sh, level=lv, seed=s,
+                                             family=f, remaining_fraction=0.8 ** lv, accuracy=acc,
+                                             ece=abs(rng.normal(0.05, 0.01))))
+    return pd.DataFrame(rows)
+
+
+def lookup(df, metric="accuracy"):
+    """{(method, arm, shots, level, family, seed): value} built with plain Python."""
+    return {(r.method, r.arm, r.shots, r.level, r.family, r.seed): getattr(r, metric) for r in df.itertuples()}
+
+
+def family_means(pairs):
+    """pairs: {(family, seed): d} -> array of per-family means (plain loops, no pandas groupby)."""
+    acc = {}
+    for (f, _), d in pairs.items():
+        acc.setdefault(f, []).append(d)
+    return np.array([np.mean(v) for _, v in sorted(acc.items())])
+
+
+def t_summary(v):
+    res = stats.ttest_1samp(v, 0.0)
+    lo, hi = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
+    return np.mean(v), lo, hi, res.pvalue
+
+
+def one(out, **kw):
+    sel = out
+    for k, v in kw.items():
+        sel = sel[sel[k] == v]
+    assert len(sel) == 1, kw
+    return sel.iloc[0]
+
+
+@pytest.fixture(scope="module")
+def table():
+    return make_table(family_sd=0.01)
+
+
+@pytest.fixture(scope="module")
+def out(table):
+    return effects(table, "accuracy")
+
+
+def test_level_contrast_uses_families_as_units(table, out):
+    """L{k}-L0: paired within (family, seed), averaged over seeds, t-test between families."""
+    val = lookup(table)
+    for arm, k in [("ticket", 8), ("random", 3)]:
+        pairs = {(f, s): val[("vp", arm, "5", k, f, s)] - val[("vp", "ticket", "5", 0, f, s)]
+                 for f in range(6) for s in range(5)}
+        est, lo, hi, p = t_summary(family_means(pairs))
+        row = one(out, method="vp", arm=arm, shots="5", contrast=f"L{k}-L0")
+        assert (row.estimate, row.ci_low, row.ci_high, row.p) == pytest.approx((est, lo, hi, p), rel=1e-9)
+        assert (row.unit, row.n_families, row.n_runs) == ("family", 6, 60)
+
+
+def test_single_family_uses_seeds_as_units():
+    """Legacy study (one family): every seed is a replicate and the row says so."""
+    df = make_table(families=1, seeds=4, methods=("vp",), arms=("ticket",), shots=("1",))
+    df["family"] = None
+    val = lookup(df)
+    d = np.array([val[("vp", "ticket", "1", 8, None, s)] - val[("vp", "ticket", "1", 0, None, s)] for s in range(4)])
+    row = one(effects(df), contrast="L8-L0")
+    assert (row.estimate, row.ci_low, row.ci_high, row.p) == pytest.approx(t_summary(d), rel=1e-9)
+    assert (row.unit, row.n_families) == ("seed", 1)
+
+
+def test_slopes_and_paired_arm_contrasts(table, out):
+    """slope / vp-lp_slope via linregress per (family, seed); imp-random and vp-map as paired diffs."""
+    val = lookup(table)
+    x = np.array([-math.log2(0.8 ** lv) for lv in range(9)])
+
+    def slope(m, f, s):
+        return stats.linregress(x, [val[(m, "ticket", "full", lv, f, s)] for lv in range(9)]).slope
+
+    keys = [(f, s) for f in range(6) for s in range(5)]
+    expected = {
+        ("vp", "ticket", "slope"): {k: slope("vp", *k) for k in keys},
+        ("vp-lp", "ticket", "vp-lp_slope"): {k: slope("vp", *k) - slope("lp", *k) for k in keys},
+        ("lp", "imp-random", "imp-random_L4"): {(f, s): val[("lp", "ticket", "full", 4, f, s)]
+                                                - val[("lp", "random", "full", 4, f, s)] for f, s in keys},
+        ("vp-map", "ticket", "vp-map_L6"): {(f, s): val[("vp", "ticket", "full", 6, f, s)]
+                                            - val[("map", "ticket", "full", 6, f, s)] for f, s in keys},
+    }
+    for (method, arm, contrast), pairs in expected.items():
+        est, lo, hi, p = t_summary(family_means(pairs))
+        row = one(out, method=method, arm=arm, shots="full", contrast=contrast)
+        assert (row.estimate, row.ci_low, row.ci_high, row.p) == pytest.approx((est, lo, hi, p), rel=1e-7)
+    assert one(out, method="lp", arm="imp-random", shots="full", contrast="imp-random_L4").estimate == \
+        pytest.approx(0.02, abs=0.01)
+
+
+def hand_holm(p):
+    """Step-down Holm: sort, multiply the i-th smallest by (m - i), enforce monotonicity, cap at 1."""
+    p = np.asarray(p, dtype=float)
+    adj = np.full(len(p), np.nan)
+    idx = [i for i in range(len(p)) if not np.isnan(p[i])]
+    idx.sort(key=lambda i: p[i])
+    scaled = [min(1.0, (len(idx) - r) * p[i]) for r, i in enumerate(idx)]
+    for r, i in enumerate(idx):
+        adj[i] = max(scaled[: r + 1])
+    return adj
+
+
+def test_holm_matches_hand_written(out):
+    """p_holm is Holm over the shot counts of one question (test_family), nothing wider."""
+    assert out.groupby("test_family")["shots"].nunique().max() == 3
+    for _, g in out.groupby("test_family"):
+        np.testing.assert_allclose(g["p_holm"].to_numpy(), hand_holm(g["p"].to_numpy()), rtol=1e-12)
+    np.testing.assert_allclose(holm([0.01, np.nan, 0.04, 0.03]), [0.03, np.nan, 0.06, 0.06], rtol=1e-12)
+    np.testing.assert_allclose(holm([0.2, 0.3, 0.6]), [0.6, 0.6, 0.6])
+    np.testing.assert_allclose(holm([0.3, 0.2]), [0.4, 0.4])
+    assert np.isnan(holm([np.nan, np.nan])).all()
+
+
+def brute_sign_flip(v):
+    """Enumerate sign patterns through the bits of an integer; count |sum| at least the observed."""
+    v = np.asarray(v, dtype=float)
+    n = len(v)
+    bits = (np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1
+    sums = np.abs(((1 - 2 * bits) * v).sum(axis=1))
+    return np.mean(sums >= abs(v.sum()) - 1e-9)
+
+
+@pytest.mark.parametrize("v", [[0.3, -0.1, 0.2], [1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0],
+                               list(np.random.default_rng(3).normal(0.2, 1, 12))])
+def test_sign_flip_exact(v):
+    """Exact for n <= 16: equals brute enumeration (all-positive n=5 gives 2/32)."""
+    assert sign_flip_p(np.array(v)) == pytest.approx(brute_sign_flip(v), abs=1e-12)
+
+
+def test_sign_flip_monte_carlo_close_to_exact():
+    """n > 16 draws random patterns; with 20000 draws it lies within ~4 s.e. of the exact p."""
+    v = np.random.default_rng(7).normal(0.4, 1.0, 18)
+    exact = brute_sign_flip(v)
+    assert 0.02 < exact < 0.5
+    assert abs(sign_flip_p(v, seed=1) - exact) < 4 * math.sqrt(exact * (1 - exact) / 20000)
+    assert math.isnan(sign_flip_p(np.array([])))
+
+
+def test_known_slope_difference_detected():
+    """True VP-LP slope difference -0.04 per halving with small noise: detected, CI covers truth."""
+    df = make_table(families=6, seeds=5, methods=("vp", "lp"), arms=("ticket",), noise=0.02, family_sd=0.01)
+    res = effects(df)
+    rows = res[res.contrast == "vp-lp_slope"]
+    assert len(rows) == 3
+    for _, row in rows.iterrows():
+        assert row.p_holm < 0.05
+        assert row.ci_low < -0.04 < row.ci_high
+        assert "detected at 5%" in verdict(row) and "not detected" not in verdict(row)
+
+
+def test_null_calibration():
+    """No effect, between-family variance on the sparsity effect: the t test (families as units)
+    rejects ~5% of the time, the sign-flip test no more than ~5%. 40 shot counts x 10 tables = 400."""
+    shots = tuple(str(i) for i in range(40))
+    ps, perms = [], []
+    for rep in range(10):
+        df = make_table(families=8, seeds=3, shots=shots, methods=("vp",), arms=("ticket",), levels=(0, 8),
+                        slope={}, noise=0.02, family_sd=0.03, seed=100 + rep)
+        rows = effects(df).query("contrast == 'L8-L0'")
+        assert len(rows) == 40
+        ps += list(rows.p)
+        perms += list(rows.p_perm)
+    assert 0.02 <= np.mean(np.array(ps) < 0.05) <= 0.09
+    assert np.mean(np.array(perms) <= 0.05) <= 0.08
+
+
+def test_input_handling(table):
+    """Unknown metric raises; empty input -> empty frame with the columns; NaN metric rows dropped."""
+    with pytest.raises(ValueError, match="unknown metric"):
+        effects(table, "f1")
+    for empty in (pd.DataFrame(), table.iloc[:0]):
+        res = effects(empty)
+        assert res.empty and list(res.columns) == ["dataset"] + COLUMNS
+    small = make_table(families=3, seeds=3, shots=("1",), methods=("vp", "lp"), seed=5)
+    small["ts_ece"] = small["ece"]
+    old = small.sample(frac=0.3, random_state=0).index
+    small.loc[old, "ts_ece"] = np.nan  # old records have no temperature-scaled metrics
+    got = effects(small, "ts_ece")
+    want = effects(small.drop(index=old), "ts_ece")
+    assert len(got) > 10
+    pd.testing.assert_frame_equal(got, want)
+    assert effects(small.assign(ts_ece=np.nan), "ts_ece").empty
+
+
+def test_verdict_text():
+    """The one-line verdict follows p_holm: detected / not detected / not testable."""
+    base = dict(estimate=-0.1, ci_low=-0.2, ci_high=-0.01, n_families=6, unit="family")
+    assert verdict({**base, "p_holm": 0.01}).startswith("detected at 5% after Holm")
+    assert verdict({**base, "p_holm": 0.2}).startswith("not detected")
+    assert verdict({**base, "p_holm": float("nan")}).startswith("not testable")
+    assert "6 families (family as unit)" in verdict({**base, "p_holm": 0.01})
+    assert "1 family (seed as unit)" in verdict({**base, "p_holm": 0.01, "n_families": 1, "unit": "seed"})
+
+
+def test_cli_json_matches_scipy_on_bundle(capsys):
+    """`effects --bundle --json` rows recomputed from the bundle's records (legacy: seeds = units)."""
+    from lthvp.cli import main
+    from lthvp.store import read_bundle
+
+    assert main(["effects", "--bundle", str(BUNDLE), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    keys = {"method", "arm", "shots", "contrast", "estimate", "ci_low", "ci_high", "p", "p_holm", "n_families", "n_runs"}
+    assert len(rows) > 20 and all(keys <= set(r) for r in rows)
+    acc = {}
+    for rec in read_bundle(BUNDLE):
+        c = rec["config"]
+        if c["method"] == "vp" and c["arm"] == "ticket":
+            acc[(str(c["shots"]), c["level"], c["seed"])] = rec["metrics"]["accuracy"]
+    ps = {}
+    for sh in ("1", "2", "5", "10", "full"):
+        seeds = sorted(s for (x, lv, s) in acc if x == sh and lv == 8)
+        d = np.array([acc[(sh, 8, s)] - acc[(sh, 0, s)] for s in seeds])
+        ps[sh] = stats.ttest_1samp(d, 0.0).pvalue
+        if sh == "5":
+            est, lo, hi, p = t_summary(d)
+            n = len(d)
+    ph = dict(zip(ps, hand_holm(list(ps.values()))))
+    row = [r for r in rows if (r["method"], r["arm"], r["shots"], r["contrast"]) == ("vp", "ticket", "5", "L8-L0")]
+    assert len(row) == 1
+    row = row[0]
+    assert (row["estimate"], row["ci_low"], row["ci_high"], row["p"]) == pytest.approx((est, lo, hi, p), rel=1e-9)
+    assert row["p_holm"] == pytest.approx(ph["5"], rel=1e-9)
+    assert (row["n_families"], row["n_runs"], row["unit"]) == (1, 2 * n, "seed")
