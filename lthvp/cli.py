@@ -49,18 +49,15 @@ def cmd_tickets(args) -> int:
     return 0
 
 
-def default_store_dir() -> Path:
-    import os
-
-    from lthvp.presets import REPO_ROOT
-
-    return Path(os.environ.get("LTHVP_STORE", REPO_ROOT / "cache" / "store"))
-
-
 def open_store(args):
-    from lthvp.store import ResultStore
+    """The store named by --store (or the default one); shipped bundles seed it when empty."""
+    from lthvp.paths import default_store_dir
+    from lthvp.store import open_seeded_store
 
-    return ResultStore(args.store or default_store_dir())
+    store, messages = open_seeded_store(args.store or default_store_dir())
+    for m in messages:
+        print(m, file=sys.stderr)
+    return store
 
 
 def _family(text: str) -> int | None:

@@ -1,5 +1,5 @@
 """Helpers shared by the Streamlit pages: store/queue handles, cached tables, store seeding,
-starting a worker. The Streamlit-free parts (``seed_store``, ``start_worker``, ``family_levels``)
+starting a worker. The Streamlit-free parts (``start_worker``, ``family_levels``)
 are importable without a running app."""
 
 from __future__ import annotations
@@ -14,36 +14,18 @@ from pathlib import Path
 import pandas as pd
 
 from lthvp.jobs import JobQueue
-from lthvp.presets import REPO_ROOT, get_preset
-from lthvp.store import BundleError, ResultStore
-
-BUNDLE_DIR = REPO_ROOT / "cache"
+from lthvp.paths import BUNDLE_DIR, REPO_ROOT, default_store_dir
+from lthvp.presets import get_preset
+from lthvp.store import ResultStore, open_seeded_store
 SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "lp"]
 
 
 def store_dir() -> Path:
-    from lthvp.cli import default_store_dir
-
     return Path(default_store_dir()).resolve()
 
 
 # --- Streamlit-free -----------------------------------------------------------------------------
-def seed_store(store: ResultStore, bundle_dir: Path = BUNDLE_DIR) -> list[str]:
-    """On first start (empty store) import every shipped ``cache/*.zip`` bundle; returns messages."""
-    if len(store.hashes()) > 0:
-        return []
-    messages = []
-    for path in sorted(Path(bundle_dir).glob("*.zip")):
-        try:
-            report = store.import_bundle_report(path)
-            messages.append(f"imported {path.name}: {len(report.added)} results added, "
-                            f"{len(report.skipped)} already stored")
-        except BundleError as err:
-            messages.append(f"could not import {path.name}: {err}")
-    return messages
-
-
 def family_levels(preset: str = "mini") -> dict:
     """Levels whose ticket files exist: {'ticket': [...], 'random': [...], 'remaining': {level: frac}}."""
     p = get_preset(preset)
@@ -117,8 +99,7 @@ def _resources():
 
     @st.cache_resource(show_spinner=False)
     def open_store(directory: str):
-        store = ResultStore(directory)
-        return store, seed_store(store)
+        return open_seeded_store(directory)
 
     @st.cache_resource(show_spinner=False)
     def open_queue(directory: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lthvp.config import FULL, RunConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lthvp.paths import REPO_ROOT, TICKETS_DIR  # noqa: F401  (REPO_ROOT re-exported for scripts)
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Preset:
 
 
 MINI = Preset(
-    name="mini", arch="resnet20", family_dir=REPO_ROOT / "tickets" / "mini", canvas=32,
+    name="mini", arch="resnet20", family_dir=TICKETS_DIR / "mini", canvas=32,
     vp_epochs={1: 30, 2: 30, 5: 25, 10: 25, FULL: 10},
     vp_batch={1: 16, 2: 16, 5: 32, 10: 32, FULL: 128},
     lp_epochs=60, lp_batch=64, image_sizes={"*": 24},
@@ -116,7 +116,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
 # (import / one-shot / imp) into tickets/paper; VP image 32 (CIFAR/SVHN/GTSRB) or 128 in a 224 canvas.
 # Batch sizes follow Misra et al. (tied to shots); VP epochs follow their 100 (ILM-VP used 200).
 PRESETS["paper"] = Preset(
-    name="paper", arch="resnet50", family_dir=REPO_ROOT / "tickets" / "paper", canvas=224,
+    name="paper", arch="resnet50", family_dir=TICKETS_DIR / "paper", canvas=224,
     vp_epochs={1: 100, 2: 100, 5: 100, 10: 100, FULL: 50},
     vp_batch={1: 8, 2: 16, 5: 32, 10: 32, FULL: 256},
     lp_epochs=100, lp_lr=0.01, lp_batch=256, vp_lr=0.01,

@@ -115,6 +115,7 @@ class VPSettings:
     seed: int = 0
     steps: int | None = None  # optimizer-step budget (then epochs are derived); 0 = prompt frozen
     fast: bool = True  # BatchNorm folded + channels-last copy of the frozen model (same results)
+    bf16_passes: bool = False  # mapping + validation passes under CPU bf16 autocast (test pass stays fp32)
 
 
 @dataclass
@@ -171,9 +172,11 @@ def plan_rounds(s: VPSettings, n_train: int, batch_size: int) -> tuple[int, int]
 
 
 @torch.no_grad()
-def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int | None = None,
+                  bf16: bool = False) -> torch.Tensor:
     batch_size = batch_size or (EVAL_BATCH_CUDA if x.device.type == "cuda" else EVAL_BATCH)
-    with autocast_for(x.device):
+    cpu_bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and x.device.type == "cpu" else None
+    with cpu_bf16 or autocast_for(x.device):
         return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
 
 
@@ -232,7 +235,7 @@ def train_vp(model: nn.Module, prompt: PadPrompt, train: tuple, val: tuple, test
             steps += math.ceil(len(order) / bs)
             sched.step()
         both = remap and r < rounds
-        logits = source_logits(net, prompt, torch.cat([vx, x]) if both else vx)
+        logits = source_logits(net, prompt, torch.cat([vx, x]) if both else vx, bf16=s.bf16_passes)
         val_probs, val_acc, val_nll = _scores(logits[:len(vy)], mapping, vy)
         row = {"epoch": r, "steps": steps, "train_loss": train_loss, "train_acc": train_acc,
                "val_acc": val_acc, "val_nll": val_nll}

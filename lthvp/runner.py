@@ -24,14 +24,14 @@ from lthvp.calibration import temperature_scaled_metrics
 from lthvp.metrics import evaluate
 from lthvp.predictions import encode_probs
 from lthvp.models import freeze, model_spec, to_device
-from lthvp.presets import REPO_ROOT, Preset, get_preset, resolve
+from lthvp.paths import feature_dir
+from lthvp.presets import Preset, get_preset, resolve
 from lthvp.probing import FeatureCache, LPSettings, extract_features, train_linear_head
 from lthvp.prompting import PadPrompt, VPSettings, train_vp
 from lthvp.provenance import provenance
 from lthvp.sparsity import assert_masked, remaining_fraction, sparsity_report
 
 Progress = Callable[[dict], None]
-FEATURE_DIR = Path(os.environ.get("LTHVP_FEATURES", REPO_ROOT / "cache" / "features"))  # LP feature cache
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _run_lp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx
 
     def prepare(x):
         return to_model(x.to(device))
-    cache = FeatureCache(FEATURE_DIR)
+    cache = FeatureCache(feature_dir())
     transform = f"{cfg.lp_input}:{cfg.image_size}:{preset.canvas}"
     t0 = time.time()
     feats = {name: cache.get_or_compute((ticket_id, cfg.dataset, name, transform),

@@ -153,6 +153,30 @@ class ImportReport:
         return len(self.added)
 
 
+def seed_store(store: ResultStore, bundle_dir: Path | None = None) -> list[str]:
+    """An empty store imports every shipped ``cache/*.zip`` bundle; returns what happened."""
+    from lthvp.paths import BUNDLE_DIR
+
+    if len(store.hashes()) > 0:
+        return []
+    messages = []
+    for path in sorted(Path(bundle_dir or BUNDLE_DIR).glob("*.zip")):
+        try:
+            report = store.import_bundle_report(path)
+            messages.append(f"imported {path.name}: {len(report.added)} results added, "
+                            f"{len(report.skipped)} already stored")
+        except BundleError as err:
+            messages.append(f"could not import {path.name}: {err}")
+    return messages
+
+
+def open_seeded_store(directory: str | os.PathLike) -> tuple[ResultStore, list[str]]:
+    """Open a store the way every entry point (CLI, worker, app) does: seeded from the shipped
+    bundles on first use, so a shipped cell is served, never retrained."""
+    store = ResultStore(directory)
+    return store, seed_store(store)
+
+
 def _check_member(info: zipfile.ZipInfo) -> None:
     name = info.filename
     if name.startswith(("/", "\\")) or "\\" in name or ".." in Path(name).parts or ":" in name:

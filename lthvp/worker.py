@@ -137,14 +137,16 @@ def main(args) -> int:
     """Entry point of ``python -m lthvp worker``."""
     import signal
 
-    from lthvp.cli import default_store_dir
-    from lthvp.store import ResultStore
+    from lthvp.paths import default_store_dir
+    from lthvp.store import open_seeded_store
 
     store_dir = Path(args.store or default_store_dir())
     threads = configure_threads()
-    store = ResultStore(store_dir)
+    store, seeded = open_seeded_store(store_dir)
     queue = JobQueue.for_store(store_dir)
     worker = Worker(queue, store)
+    for message in seeded:
+        worker.log(message)
     idle = os.environ.get("LTHVP_WORKER_IDLE_EXIT")
     worker.log(f"store {store_dir}, {threads} torch threads, device "
                f"{os.environ.get('LTHVP_DEVICE') or 'auto'}, {'--once' if args.once else f'polling every {args.poll} s'}")
