@@ -1,4 +1,4 @@
-"""Command line: python -m lthvp tickets|run|sweep|worker|export|import."""
+"""Command line: python -m lthvp tickets|run|sweep|worker|effects|figures|export|import|paper."""
 
 from __future__ import annotations
 
@@ -8,56 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _progress_bar(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
-def cmd_tickets(args) -> int:
-    import dataclasses
-
-    from lthvp.families import family_dir
-    from lthvp.imp import build_family
-    from lthvp.presets import get_preset
-
-    preset = get_preset(args.preset)
-    if preset.name == "paper":
-        print("paper tickets are imported, one-shot pruned or built by IMP on your ImageFolder:\n"
-              "  python -m lthvp paper one-shot|import|imp ...   (see docs/PAPER.md)", file=sys.stderr)
-        return 2
-    bars = {}
-
-    def progress(label, step, total):
-        bar = bars.get(label) or bars.setdefault(label, _progress_bar(total, label))
-        bar.n = step
-        bar.refresh()
-        if step == total:
-            bar.close()
-
-    t0 = time.time()
-    out = args.out or family_dir(preset.family_dir, args.family)
-    settings = dataclasses.replace(preset.imp, seed=args.family)
-    info = build_family(preset, out, levels=args.levels, progress=progress, settings=settings)
-    print(f"ticket family in {out} ({time.time() - t0:.0f} s)", file=sys.stderr)
-    for arm in ("levels", "random_levels"):
-        for level, row in sorted(info[arm].items(), key=lambda kv: int(kv[0])):
-            print(f"{'random ' if arm != 'levels' else ''}level {level}: remaining "
-                  f"{100 * row['remaining']['all_prunable']:.1f}% of prunable weights, "
-                  f"source test accuracy {100 * row['source_test_accuracy']:.2f}%")
-    return 0
-
-
-def open_store(args):
-    """The store named by --store (or the default one); shipped bundles seed it when empty."""
-    from lthvp.paths import default_store_dir
-    from lthvp.store import open_seeded_store
-
-    store, messages = open_seeded_store(args.store or default_store_dir())
-    for m in messages:
-        print(m, file=sys.stderr)
-    return store
+from lthvp.cli_common import open_store, progress_bar
 
 
 def _family(text: str) -> int | None:
@@ -151,7 +102,7 @@ def cmd_sweep(args) -> int:
     todo = [c for c in configs if not store.has(resolve(c).hash())]
     print(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run",
           file=sys.stderr)
-    bar = _progress_bar(len(todo), "sweep")
+    bar = progress_bar(len(todo), "sweep")
     t0, failed = time.time(), 0
     for cfg in todo:
         bar.set_postfix_str(f"{cfg.method} L{cfg.level} {cfg.shots}-shot s{cfg.seed}")
@@ -169,12 +120,16 @@ def cmd_sweep(args) -> int:
 def cmd_export(args) -> int:
     store = open_store(args)
     keys = None
-    if args.preset or args.dataset:
+    if args.preset or args.dataset or args.family:
+        from lthvp.effects import family_keys
+
         table = store.table()
         if args.preset:
             table = table[table["preset"] == args.preset]
         if args.dataset:
             table = table[table["dataset"] == args.dataset]
+        if args.family:
+            table = table[[f in set(args.family) for f in family_keys(table["family"])]]
         keys = list(table["hash"])
     path = store.export_bundle(args.path, keys, note=args.note)
     print(f"exported {len(keys) if keys is not None else len(store)} results to {path}")
@@ -193,41 +148,9 @@ def cmd_import(args) -> int:
     return 0
 
 
-def cmd_figures(args) -> int:
-    from lthvp.figures import update_readme, write_figures
-
-    written = write_figures(args.bundle, args.out, args.dataset)
-    print("\n".join(str(p) for p in written))
-    if args.readme:
-        findings = next(p for p in written if p.name == "findings.md").read_text()
-        if not update_readme(args.readme, findings):
-            print(f"{args.readme} has no <!-- findings:start --> / <!-- findings:end --> markers", file=sys.stderr)
-            return 2
-        print(args.readme)
-    return 0
-
-
-def cmd_effects(args) -> int:
-    import pandas as pd
-
-    from lthvp.effects import effects
-    from lthvp.store import flat_row, read_bundle
-
-    if args.bundle:
-        table = pd.DataFrame([flat_row(r) for r in read_bundle(args.bundle)])
-    else:
-        table = open_store(args).table()
-    out = effects(table, args.metric, args.dataset)
-    if args.json:
-        rows = out.drop(columns=["metric"]).astype(object).where(out.drop(columns=["metric"]).notna(), None)
-        print(json.dumps(rows.to_dict(orient="records"), indent=1))
-    else:
-        with pd.option_context("display.max_rows", None, "display.width", 200):
-            print(out.drop(columns=["test_family", "metric"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from lthvp.cli_study import cmd_effects, cmd_figures, cmd_tickets
+
     parser = argparse.ArgumentParser(prog="python -m lthvp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("tickets", help="build or resume a preset's ticket family (IMP with rewinding)")
@@ -286,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None)
     p.add_argument("--dataset", default=None)
     p.add_argument("--note", default="")
+    p.add_argument("--family", nargs="+", default=None, help="only these ticket families (seeds, or 'legacy')")
     p.add_argument("--store", type=Path, default=None)
     p.set_defaults(func=cmd_export)
 

@@ -227,11 +227,23 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 _LOADED: dict[tuple[str, str], TargetData] = {}
+# Modules that register more targets into DATASETS (plugins depend on this module, not the
+# reverse); imported on first use so that this module never imports them at load time.
+PLUGINS = ("lthvp.paper_data",)
+
+
+def registered() -> dict[str, DatasetSpec]:
+    """Every registered dataset, the plugins' included."""
+    import importlib
+
+    for module in PLUGINS:
+        importlib.import_module(module)
+    return DATASETS
 
 
 def load_dataset(name: str, root: Path | None = None, download: bool | None = None) -> TargetData:
     """Load (and memoise in-process) a registered dataset's fixed splits."""
-    if name not in DATASETS:
+    if name not in registered():
         raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
     root = Path(root) if root is not None else data_root()
     if download is None:
@@ -241,5 +253,3 @@ def load_dataset(name: str, root: Path | None = None, download: bool | None = No
         _LOADED[key] = DATASETS[name].load(root, download)
     return _LOADED[key]
 
-
-from lthvp import paper_data as _paper_data  # noqa: E402,F401  registers the paper-scale targets (no downloads)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lthvp import plots, report
+from lthvp import plots, prompt_plots, report
 from lthvp.effect_plots import forest_figure
 from lthvp.effects import effects
 from lthvp.findings import findings_markdown
@@ -40,12 +40,12 @@ def study_figures(records: list[dict], dataset: str = "digits") -> dict[str, obj
     lo, hi = levels[0], levels[-1]
     full = dict(dataset=dataset, shots="full", seed=0, arm="ticket")
     panels = [(f"{m.upper()} L{lv}", pick(records, method=m, level=lv, **full)) for m in ("vp", "lp") for lv in (lo, hi)]
-    prompts = [(f"L{lv}", plots.decode_png(pick(records, method="vp", level=lv, **full)["prompt_png"])) for lv in levels]
+    prompts = [(f"L{lv}", prompt_plots.decode_png(pick(records, method="vp", level=lv, **full)["prompt_png"])) for lv in levels]
     return {
         "accuracy_vs_sparsity": plots.sparsity_figure(df, "accuracy", by="method", title=f"{dataset}: accuracy"),
         "ece_vs_sparsity": plots.sparsity_figure(df, "ece", by="method", title=f"{dataset}: ECE"),
         "reliability_dense_vs_sparse": plots.reliability_figure(panels),
-        "prompts_across_levels": plots.image_grid(prompts, cols=len(prompts), scale=4,
+        "prompts_across_levels": prompt_plots.image_grid(prompts, cols=len(prompts), scale=4,
                                                   title="learned VP border per level (full data, seed 0)"),
     }
 

@@ -141,16 +141,3 @@ def sparsity_report(model: nn.Module, masks: Mapping[str, torch.Tensor], stem: s
         "stem": {"name": stem, "pruned": stem in masks}, "head": {"name": head, "pruned": head in masks},
         "layers": layers,
     }
-
-
-def load_ticket(path, mask_path=None, arch: str = "resnet50") -> tuple[nn.Module, Masks]:
-    """Any supported ticket format -> (model with the masked weights applied, masks 1 keep / 0 pruned).
-
-    Formats: torch.nn.utils.prune ``weight_orig``/``weight_mask`` (CV_LTH), OpenLTH (``mask.pth``
-    beside the weights), checkpoint + ``*_mask.pth`` (Misra), plain checkpoints whose zeros are
-    the mask, and LTHVP ticket files. Raises ValueError naming the keys on any mismatch.
-    """
-    from lthvp.ticket_formats import load_any
-
-    model, masks, _ = load_any(path, mask_path, arch)
-    return model, masks

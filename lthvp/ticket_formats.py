@@ -184,3 +184,14 @@ def zero_masks(model: nn.Module, state: Mapping[str, torch.Tensor], stem: str, h
             continue
         masks[name] = m
     return masks
+
+
+def load_ticket(path, mask_path=None, arch: str = "resnet50") -> tuple[nn.Module, Masks]:
+    """Any supported ticket format -> (model with the masked weights applied, masks 1 keep / 0 pruned).
+
+    Formats: torch.nn.utils.prune ``weight_orig``/``weight_mask`` (CV_LTH), OpenLTH (``mask.pth``
+    beside the weights), checkpoint + ``*_mask.pth`` (Misra), plain checkpoints whose zeros are
+    the mask, and LTHVP ticket files. Raises ValueError naming the keys on any mismatch.
+    """
+    model, masks, _ = load_any(path, mask_path, arch)
+    return model, masks

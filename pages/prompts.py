@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from lthvp import dashboard as db
-from lthvp import plots
+from lthvp import plots, prompt_plots
 from lthvp.catalog import SOURCE_CLASSES
 
 db.frame_guard()
@@ -47,8 +47,8 @@ records = [r for r in (db.find_record(sel, level=lv) for lv in levels) if r is n
 st.subheader("Learned prompts across sparsity")
 if records:
     items = [(f"L{r['config']['level']} {100 * r['remaining_fraction']:.1f}% · acc {100 * r['metrics']['accuracy']:.1f}%",
-              plots.decode_png(r["prompt_png"])) for r in records]
-    st.plotly_chart(plots.image_grid(items, cols=5), key="prompts", theme=None)
+              prompt_plots.decode_png(r["prompt_png"])) for r in records]
+    st.plotly_chart(prompt_plots.image_grid(items, cols=5), key="prompts", theme=None)
     st.caption("The trainable border (sigmoid of the program) on the model's input canvas; the image area is "
                "shown black. Same seed and shots, one ticket per level.")
 else:
@@ -61,8 +61,8 @@ shots_all = plots.shots_order(part["shots"].unique())
 by_shot = [r for r in (db.find_record(part, level=lv_shots, shots=s, seed=seed) or db.find_record(part, level=lv_shots, shots=s)
                        for s in shots_all) if r is not None and r.get("prompt_png")]
 if by_shot:
-    st.plotly_chart(plots.image_grid([(f"{plots.shots_label(r['config']['shots'])} · acc "
-                                       f"{100 * r['metrics']['accuracy']:.1f}%", plots.decode_png(r["prompt_png"]))
+    st.plotly_chart(prompt_plots.image_grid([(f"{plots.shots_label(r['config']['shots'])} · acc "
+                                       f"{100 * r['metrics']['accuracy']:.1f}%", prompt_plots.decode_png(r["prompt_png"]))
                                       for r in by_shot], cols=5), key="prompts_shots", theme=None)
 
 st.subheader("The prompt applied to target images")
@@ -75,20 +75,20 @@ if rec is not None and rec.get("prompt_png"):
         st.warning(f"Target images unavailable: {err}")
     else:
         images, labels = examples
-        prompt = plots.decode_png(rec["prompt_png"])
-        composed = plots.apply_prompt(prompt, images, rec["config"]["image_size"])
-        st.plotly_chart(plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6),
+        prompt = prompt_plots.decode_png(rec["prompt_png"])
+        composed = prompt_plots.apply_prompt(prompt, images, rec["config"]["image_size"])
+        st.plotly_chart(prompt_plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6),
                         key="applied", theme=None)
         st.caption(f"Test images resized to {rec['config']['image_size']}px, zero-padded into the "
                    f"{prompt.shape[0]}px canvas, plus the learned border: what the frozen model sees "
                    "(before normalisation).")
 
 st.subheader("Label mapping: target class → source class")
-table = plots.mapping_table([db.find_record(sel, level=lv) for lv in levels if db.find_record(sel, level=lv)],
+table = prompt_plots.mapping_table([db.find_record(sel, level=lv) for lv in levels if db.find_record(sel, level=lv)],
                             source_classes)
 if not table.empty:
     st.dataframe(table, width="stretch")
 if rec is not None and rec.get("mapping_history"):
-    st.plotly_chart(plots.mapping_history_figure(rec, source_classes), key="mapping_history", theme=None)
+    st.plotly_chart(prompt_plots.mapping_history_figure(rec, source_classes), key="mapping_history", theme=None)
     st.caption(f"ILM recomputes the mapping at the start of every epoch (level L{level}); a colour change along a "
                "row is a reassignment.")

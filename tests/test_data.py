@@ -176,6 +176,6 @@ def test_to_uint8_rgb_and_resize():
 def test_catalog_names_every_registered_target():
     """The torch-free catalog the dashboard offers matches the dataset registry."""
     from lthvp.catalog import TARGETS
-    from lthvp.data import DATASETS
+    from lthvp.data import registered
 
-    assert set(TARGETS["mini"]) | set(TARGETS["paper"]) == set(DATASETS)
+    assert set(TARGETS["mini"]) | set(TARGETS["paper"]) == set(registered())

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lthvp import plots, report
+from lthvp import plots, prompt_plots, report
 from lthvp.metrics import evaluate
 
 
@@ -100,16 +100,16 @@ def test_prompt_helpers():
     prompt = np.full((32, 32, 3), 200, np.uint8)
     prompt[4:28, 4:28] = 0
     imgs = np.zeros((3, 8, 8, 3), np.uint8) + 50
-    out = plots.apply_prompt(prompt, imgs, 24)
+    out = prompt_plots.apply_prompt(prompt, imgs, 24)
     assert len(out) == 3 and out[0].shape == (32, 32, 3)
     assert out[0][0, 0, 0] == 200 and out[0][16, 16, 0] == 50
-    fig = plots.image_grid([(f"p{i}", o) for i, o in enumerate(out)], cols=2)
+    fig = prompt_plots.image_grid([(f"p{i}", o) for i, o in enumerate(out)], cols=2)
     assert len(fig.data) == 3 and fig.data[0].type == "image"
     rec = {"config": {"level": 1}, "remaining_fraction": 0.8, "mapping": [2, 0], "classes": ["a", "b"],
            "mapping_history": [[0, 1], [2, 0]]}
-    t = plots.mapping_table([rec], ["s0", "s1", "s2"])
+    t = prompt_plots.mapping_table([rec], ["s0", "s1", "s2"])
     assert t.loc["a"].iloc[0] == "s2" and t.loc["b"].iloc[0] == "s0"
-    fig = plots.mapping_history_figure(rec, ["s0", "s1", "s2"])
+    fig = prompt_plots.mapping_history_figure(rec, ["s0", "s1", "s2"])
     assert "2 reassignments" in fig.layout.title.text
 
 

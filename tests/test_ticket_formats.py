@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from lthvp.models import build_model
-from lthvp.sparsity import apply_masks, global_magnitude_prune, load_ticket, remaining_fraction
+from lthvp.sparsity import apply_masks, global_magnitude_prune, remaining_fraction
+from lthvp.ticket_formats import load_ticket
 from lthvp.ticket_formats import detect_format
 from lthvp.ticketfile import save_ticket_file
 
