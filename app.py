@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/sparsity.py", title="Sparsity curves", icon=":material/show_chart:", url_path="sparsity"),
     st.Page("pages/calibration.py", title="Calibration", icon=":material/balance:", url_path="calibration"),
     st.Page("pages/effects.py", title="Effects", icon=":material/functions:", url_path="effects"),
+    st.Page("pages/run_detail.py", title="Run details", icon=":material/search:", url_path="run-detail"),
     st.Page("pages/prompts.py", title="Prompts", icon=":material/image:", url_path="prompts"),
     st.Page("pages/run.py", title="Run", icon=":material/play_arrow:", url_path="run"),
     st.Page("pages/bundles.py", title="Bundles", icon=":material/inventory_2:", url_path="bundles"),

@@ -90,3 +90,46 @@ def mapping_history_figure(record: dict, source_classes: Sequence[str]) -> go.Fi
                       height=max(260, 28 * len(targets) + 120), yaxis=dict(autorange="reversed"),
                       margin=dict(t=50))
     return fig
+
+
+def contrast_stretch(prompt: np.ndarray) -> np.ndarray:
+    """The border with its value range stretched to 0-255 per channel (the image area, all
+    black, is left out of the range), so small learned changes around grey become visible."""
+    border = prompt.reshape(-1, 3)[prompt.reshape(-1, 3).sum(1) > 0]
+    if border.size == 0:
+        return prompt.copy()
+    lo, hi = border.min(0).astype(float), border.max(0).astype(float)
+    out = (prompt.astype(float) - lo) / np.maximum(hi - lo, 1.0) * 255.0
+    out[prompt.sum(2) == 0] = 0
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def shift_from_start(prompt: np.ndarray) -> np.ndarray:
+    """|prompt - grey start| per pixel (the start is sigmoid(0) = 0.5 -> 128), scaled x4 for view."""
+    diff = np.abs(prompt.astype(int) - 128) * 4
+    diff[prompt.sum(2) == 0] = 0
+    return np.clip(diff, 0, 255).astype(np.uint8)
+
+
+def curves_figure(record: dict) -> go.Figure:
+    """Train loss/accuracy and validation accuracy/NLL per epoch (round) of one run, the chosen
+    epoch marked."""
+    curves = pd.DataFrame(record.get("curves") or [])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["accuracy", "loss / NLL"])
+    if curves.empty:
+        return fig
+    x = curves["steps"] if "steps" in curves and curves["steps"].notna().all() else curves["epoch"]
+    for col, name, c, dash in (("train_acc", "train accuracy", 1, "dot"), ("val_acc", "validation accuracy", 1, None),
+                               ("train_loss", "train loss", 2, "dot"), ("val_nll", "validation NLL", 2, None)):
+        if col in curves and curves[col].notna().any():
+            fig.add_trace(go.Scatter(x=x, y=curves[col], name=name, mode="lines+markers", line={"dash": dash}),
+                          row=1, col=c)
+    best = record.get("best_epoch")
+    if best is not None and best in set(curves["epoch"]):
+        xb = float(x[curves["epoch"] == best].iloc[0])
+        for c in (1, 2):
+            fig.add_vline(x=xb, line={"color": "#888", "dash": "dash"}, row=1, col=c)
+    fig.update_layout(height=360, template="plotly_white", margin={"t": 40, "b": 40, "l": 10, "r": 10},
+                      legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(title_text="optimizer steps" if x is not curves["epoch"] else "epoch")
+    return fig

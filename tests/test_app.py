@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "cache" / "mini_digits.zip"
-PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/effects.py", "pages/prompts.py", "pages/run.py",
+PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/effects.py", "pages/run_detail.py", "pages/prompts.py", "pages/run.py",
          "pages/bundles.py"]
 
 
@@ -244,3 +244,18 @@ def test_bundles_import_report(app_store, tmp_path):
     ok(at.run())
     assert any("1 added, 0 skipped" in s.value for s in at.success)
     assert len(app_store) == n + 1 and app_store.has(rec["hash"])
+
+
+def test_run_detail_page_opens_a_run_and_its_dense_cell(app_store):
+    """?hash= opens one run: its metrics, curves, reliability diagram, prompt, and a link to the
+    same cell at level 0; an unknown hash is named, not crashed on."""
+    vp4 = next(h for h in app_store.hashes() if (r := app_store.get(h))["config"]["method"] == "vp"
+               and r["config"]["level"] == 4)
+    at = ok(app("pages/run_detail.py", {"hash": vp4}))
+    rec = app_store.get(vp4)
+    assert [m.label for m in at.metric][:2] == ["accuracy", "ECE"]
+    assert at.metric[0].value == f"{100 * rec['metrics']['accuracy']:.2f}%"
+    assert len(figures(at)) >= 3  # curves, reliability, prompt views
+    assert any("dense level 0" in m.value and "?hash=" in m.value for m in at.markdown)
+    bad = ok(app("pages/run_detail.py", {"hash": "not-a-hash"}))
+    assert bad.error and bad.code[0].value == "not-a-hash"
