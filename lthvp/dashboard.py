@@ -49,6 +49,25 @@ def family_levels(preset: str = "mini") -> dict:
     return out
 
 
+def source_accuracies(preset: str = "mini") -> pd.DataFrame:
+    """Each ticket's own source-task test accuracy (from family.json), per family, arm and level."""
+    from lthvp.families import ARM_KEYS, TicketFamily, family_dir, family_seeds
+
+    p = get_preset(preset)
+    rows = []
+    for seed in [None] + family_seeds(p.family_dir):
+        try:
+            info = TicketFamily(family_dir(p.family_dir, seed)).info
+        except (OSError, ValueError):
+            continue
+        for arm, key in ARM_KEYS.items():
+            for level, row in (info.get(key) or {}).items():
+                rows.append({"family": "legacy" if seed is None else str(seed), "arm": arm, "level": int(level),
+                             "remaining %": round(100 * row["remaining"]["all_prunable"], 2),
+                             "source test accuracy %": round(100 * row["source_test_accuracy"], 2)})
+    return pd.DataFrame(rows)
+
+
 def start_worker(directory: Path, threads: int | None = None, once: bool = True) -> subprocess.Popen:
     """Start ``python -m lthvp worker`` detached from the app (own session, log file in the store)."""
     directory = Path(directory)

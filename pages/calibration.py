@@ -23,11 +23,16 @@ level = c4.selectbox("Level", levels, key="level", bind="query-params", index=le
                      format_func=lambda lv: f"L{lv}")
 
 st.subheader(f"VP vs LP at level L{level}")
-panels = []
-for method in ("vp", "lp"):
+panels, missing = [], []
+for method in ("vp", "map", "lp"):
     rec = db.find_record(part, method=method, level=level)
     if rec is not None:
         panels.append((plots.record_label(rec), rec))
+    elif method != "map":
+        missing.append(plots.METHOD_NAMES.get(method, method))
+if missing and panels:
+    st.info(f"No {' or '.join(missing)} run is stored for level L{level} at this shot count and seed; "
+            "only the stored method is shown.")
 if panels:
     st.plotly_chart(plots.reliability_figure(panels), key="vp_lp", theme=None)
     cols = st.columns(len(panels))
@@ -40,13 +45,16 @@ else:
 
 st.subheader("Dense vs sparse")
 d1, d2 = st.columns(2)
-methods = [m for m in ("vp", "lp") if m in set(part["method"])]
+methods = [m for m in ("vp", "map", "lp") if m in set(part["method"])]
 method = d1.selectbox("Method", methods, key="method", bind="query-params",
                       format_func=lambda m: plots.METHOD_NAMES.get(m, m))
 sparse_opts = [lv for lv in sorted(int(v) for v in part[part["method"] == method]["level"].unique())]
 sparse = d2.selectbox("Sparse level", sparse_opts, key="sparse", bind="query-params", index=len(sparse_opts) - 1,
                       format_func=lambda lv: f"L{lv}")
 dense_rec = db.find_record(part, method=method, level=min(sparse_opts)) if sparse_opts else None
+if sparse_opts and min(sparse_opts) != 0:
+    st.info(f"No dense (level 0) run is stored for this method, shot count and seed; the least sparse stored "
+            f"level, L{min(sparse_opts)}, stands in as the reference.")
 sparse_rec = db.find_record(part, method=method, level=sparse) if sparse_opts else None
 pair = [(("dense " if r["config"]["level"] == 0 else "") + plots.record_label(r), r)
         for r in (dense_rec, sparse_rec) if r is not None]

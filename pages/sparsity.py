@@ -21,7 +21,7 @@ by = c3.radio("One line per", ["shots", "method"], key="by", bind="query-params"
                    "method: one panel per shot count, VP and LP lines")
 
 c4, c5, c6 = st.columns([1, 2, 1])
-methods_all = [m for m in ("vp", "lp") if m in set(part["method"])]
+methods_all = [m for m in ("vp", "map", "lp") if m in set(part["method"])]
 methods = c4.multiselect("Methods", methods_all, default=methods_all, key="methods", bind="query-params",
                          format_func=lambda m: plots.METHOD_NAMES.get(m, m))
 shots_all = plots.shots_order(part["shots"].unique())
@@ -50,3 +50,13 @@ with st.expander(f"Numbers ({label}: mean, 95% CI, runs)", expanded=False):
                  column_config={"remaining": st.column_config.NumberColumn("remaining %", format="%.2f")})
     st.download_button("Download CSV", agg.to_csv(index=False), file_name=f"lthvp_{ds}_{metric}.csv",
                        mime="text/csv", on_click="ignore")
+
+presets = sorted(sel["preset"].unique())
+src = db.source_accuracies(presets[0]) if len(presets) == 1 else None
+if src is not None and not src.empty:
+    with st.expander("Each ticket's own source-task accuracy (the premise: tickets match the dense model upstream)"):
+        wide = src.pivot_table(index=["arm", "level", "remaining %"], columns="family",
+                               values="source test accuracy %").reset_index()
+        st.dataframe(wide, hide_index=True, width="stretch")
+        st.download_button("Download CSV", wide.to_csv(index=False), file_name=f"lthvp_{presets[0]}_source_accuracy.csv",
+                           mime="text/csv", on_click="ignore", key="src_csv")
