@@ -20,7 +20,8 @@ CHROMIUM = os.environ.get("LTHVP_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
         "--disable-gpu"]
 SHOTS = REPO / "artifacts" / "browser"
-PAGES = {"overview": True, "sparsity": True, "calibration": True, "prompts": True, "run": False, "bundles": False}
+PAGES = {"overview": True, "sparsity": True, "calibration": True, "effects": True, "run-detail": False, "prompts": True,
+         "run": False, "bundles": False}
 
 
 def free_port() -> int:
