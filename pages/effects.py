@@ -6,6 +6,7 @@ import streamlit as st
 from lthvp import dashboard as db
 from lthvp import effects as E
 from lthvp.effect_plots import forest_figure
+from lthvp.report import shots_label, shots_order
 
 db.frame_guard()
 
@@ -33,8 +34,11 @@ st.caption(f"{n_fam} ticket famil{'y' if n_fam == 1 else 'ies'}; contrasts are p
 
 def say(rows, question: str) -> None:
     st.markdown(f"**{question}**")
-    for _, r in rows.iterrows():
-        st.text(f"{r['shots']:>5} shots · {r['method']}: {E.verdict(r)}")
+    if rows.empty:
+        st.text("no runs pair up for this question")
+        return
+    rows = rows.set_index("shots").loc[shots_order(rows["shots"])].reset_index()
+    st.text("\n".join(f"{shots_label(r['shots']):>10}: {E.verdict(r)}" for _, r in rows.iterrows()))
 
 
 st.subheader("The paper's questions")
