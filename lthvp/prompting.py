@@ -174,9 +174,10 @@ def plan_rounds(s: VPSettings, n_train: int, batch_size: int) -> tuple[int, int]
 @torch.no_grad()
 def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int | None = None,
                   bf16: bool = False) -> torch.Tensor:
+    """Source logits in fp32 (as ILM-VP's mapping pass): bf16 can flip argmax ties among 1,000
+    classes and moves the ECE inputs, so autocast is for the training step only."""
     batch_size = batch_size or (EVAL_BATCH_CUDA if x.device.type == "cuda" else EVAL_BATCH)
-    cpu_bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and x.device.type == "cpu" else None
-    with cpu_bf16 or autocast_for(x.device):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
         return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
 
 

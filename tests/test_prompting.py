@@ -168,3 +168,29 @@ def test_fast_path_matches_plain_path_on_a_real_ticket():
     assert torch.equal(fast.test_probs.argmax(1), plain.test_probs.argmax(1))
     assert torch.allclose(fast.test_probs, plain.test_probs, atol=1e-4)
     assert [r["val_acc"] for r in fast.curves] == [r["val_acc"] for r in plain.curves]
+
+
+def test_inference_passes_run_in_fp32_even_where_training_autocasts(monkeypatch):
+    """The ILM counting pass, validation and test logits never enter autocast (bf16 flips argmax
+    ties and moves ECE inputs); only the training step does. Forced on CPU by recording every
+    autocast the VP code asks for."""
+    import lthvp.prompting as P
+
+    calls = []
+    real = P.autocast_for
+
+    def spy(device):
+        calls.append("train")
+        return real(device)
+
+    monkeypatch.setattr(P, "autocast_for", spy)
+    seen_dtypes = []
+    model, prompt = freeze(build_model("resnet20")), _prompt(32, 24)
+    train, val, test_x = _tiny_task()
+    hook = model.fc.register_forward_hook(lambda m, i, o: seen_dtypes.append((torch.is_grad_enabled(), o.dtype)))
+    out = train_vp(model, prompt, train, val, test_x, 5, VPSettings(2, 0.01, 16, fast=False))
+    hook.remove()
+    inference = [d for grad, d in seen_dtypes if not grad]
+    assert inference and all(d == torch.float32 for d in inference)
+    assert len(calls) == len([1 for grad, _ in seen_dtypes if grad])  # autocast only around training forwards
+    assert out.test_probs.dtype == torch.float32
