@@ -99,6 +99,12 @@ def cmd_sweep(args) -> int:
     if not 0 <= k < n:
         raise ValueError(f"--shard must be K/N with 0 <= K < N, got {args.shard}")
     configs = configs[k::n]
+    if args.dask:
+        from lthvp.dask_sweep import dask_sweep
+
+        return 1 if dask_sweep(configs, store, args.dask, gpu=args.gpu).failed else 0
+    if args.gpu:
+        raise ValueError("--gpu needs --dask (the sequential sweep uses $LTHVP_DEVICE or the first GPU)")
     todo = [c for c in configs if not store.has(resolve(c).hash())]
     print(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run",
           file=sys.stderr)
@@ -174,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the random-pruning arm at these levels")
     p.add_argument("--random-shots", nargs="+", default=["full"], help="shots for the random arm")
     p.add_argument("--shard", default="0/1", help="run every N-th config starting at K (K/N), e.g. one per GPU")
+    p.add_argument("--dask", default=None, metavar="tcp://HOST:PORT|local:N",
+                   help="run on Dask: a running scheduler, or N local worker processes (docs/DISTRIBUTED.md)")
+    p.add_argument("--gpu", action="store_true", help="with --dask: each run needs one GPU (workers: --resources GPU=1)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("worker", help="background worker: pop queued jobs from the store and run them")
