@@ -20,7 +20,6 @@ PAGES = [
 page = st.navigation(PAGES)
 
 with st.sidebar:
-    store = db.store()
     n_results = len(db.results())
     counts = db.queue().counts()
     active = counts["queued"] + counts["running"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from lthvp.jobs import JobQueue
-from lthvp.paths import BUNDLE_DIR, REPO_ROOT, default_store_dir
+from lthvp.paths import BUNDLE_DIR, REPO_ROOT, default_store_dir  # noqa: F401  (pages read db.BUNDLE_DIR)
 from lthvp.presets import get_preset
 from lthvp.store import ResultStore, open_seeded_store
 SHOTS = ["1", "2", "5", "10", "full"]
@@ -235,10 +235,6 @@ def shot_select(part: pd.DataFrame, column) -> str:
     shots_all = shots_order(part["shots"].unique())
     return column.selectbox("Shots per class", shots_all, key="shot", bind="query-params", format_func=shots_label,
                             index=shots_all.index(part["shots"].value_counts().idxmax()))
-
-
-def options_or_default(options: list, default):
-    return default if default in options else (options[0] if options else None)
 
 
 def frame_guard() -> None:

@@ -211,19 +211,17 @@ def _torchvision_loader(cls_name: str, split_kw: Callable[[bool], dict], classes
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    load: Callable[[Path, bool], TargetData]
-    image_size: int  # default VP image size inside the canvas for the mini preset
-    offline: bool  # available on a machine without network
+    load: Callable[[Path, bool], TargetData]  # (data root, download allowed) -> fixed splits
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(load_digits_data, 24, True),
-    "fashion_mnist": DatasetSpec(load_fashion_mnist, 24, True),
-    "mnist": DatasetSpec(_torchvision_loader("MNIST", lambda t: {"train": t}), 24, False),
-    "kmnist": DatasetSpec(_torchvision_loader("KMNIST", lambda t: {"train": t}), 24, False),
-    "cifar10": DatasetSpec(_torchvision_loader("CIFAR10", lambda t: {"train": t}), 24, False),
+    "digits": DatasetSpec(load_digits_data),
+    "fashion_mnist": DatasetSpec(load_fashion_mnist),
+    "mnist": DatasetSpec(_torchvision_loader("MNIST", lambda t: {"train": t})),
+    "kmnist": DatasetSpec(_torchvision_loader("KMNIST", lambda t: {"train": t})),
+    "cifar10": DatasetSpec(_torchvision_loader("CIFAR10", lambda t: {"train": t})),
     "svhn": DatasetSpec(_torchvision_loader("SVHN", lambda t: {"split": "train" if t else "test"},
-                                            [str(i) for i in range(10)]), 24, False),
+                                            [str(i) for i in range(10)])),
 }
 
 _LOADED: dict[tuple[str, str], TargetData] = {}

@@ -24,7 +24,7 @@ from lthvp.data import load_dataset, resize, stratified_holdout
 from lthvp.models import build_model, model_spec
 from lthvp.presets import IMPSettings, Preset
 from lthvp.families import FamilyWriter, random_arm_seed
-from lthvp.sparsity import (Masks, apply_masks, assert_masked, dense_masks, global_magnitude_prune,
+from lthvp.sparsity import (Masks, apply_masks, dense_masks, global_magnitude_prune,
                             random_masks_like, sparsity_report)
 from lthvp.ticketfile import load_ticket_file, save_ticket_file
 

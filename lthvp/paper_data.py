@@ -169,13 +169,7 @@ def register_datasets(override: bool = False) -> None:
     (same splits at 32 px), so existing entries are kept unless ``override``."""
     for name, spec in PAPER_DATASETS.items():
         if override or name not in DATASETS:
-            DATASETS[name] = DatasetSpec(paper_loader(name), spec.size, False)
+            DATASETS[name] = DatasetSpec(paper_loader(name))
 
 
 register_datasets()
-
-
-def vp_image_size(dataset: str) -> int:
-    return PAPER_DATASETS[dataset].size if dataset in PAPER_DATASETS else 128
-
-

@@ -1,6 +1,6 @@
 """Import lottery tickets written by other tools, strictly.
 
-Supported (see DESIGN.md section 3 and the anchors' compatibility matrix):
+Supported (docs/PAPER.md lists the sources of each format):
 
 * ``prune``   torch.nn.utils.prune state dicts (``X.weight_orig`` + ``X.weight_mask``; CV_LTH),
               optionally wrapped in ``{'state_dict': ...}`` and/or prefixed ``module.``;

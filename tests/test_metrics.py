@@ -1,4 +1,4 @@
-"""Calibration and classification metrics against the contract (DESIGN.md section 2) and
+"""Calibration and classification metrics against the contract (lthvp/metrics.py docstring) and
 against torchmetrics' reference implementation away from bin edges."""
 
 import math

@@ -56,7 +56,8 @@ def test_sparsity_figure_axes_bands_and_dashed_baseline(by):
     # ECE plotted in percent
     y = max(max(t.y) for t in lines)
     assert 1 < y <= 10
-    assert len(fig.layout.annotations) == (2 if by == "shots" else 2)  # one title per panel
+    panels = df["method"].nunique() if by == "shots" else df["shots"].nunique()
+    assert len(fig.layout.annotations) == panels  # one title per panel
 
 
 def test_sparsity_figure_empty():
@@ -117,3 +118,17 @@ def test_plots_does_not_import_streamlit():
     code = "import sys, lthvp.plots; assert 'streamlit' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_aggregate_takes_the_family_as_unit():
+    """With several ticket families, seeds are averaged inside each family first and n counts
+    families; the interval is the t-interval over the family means."""
+    df = rows()
+    df = pd.concat([df.assign(family=0), df.assign(family=1, accuracy=df["accuracy"] + 0.1)], ignore_index=True)
+    cell = (df.method == "vp") & (df.shots == "1") & (df.level == 1) & (df.arm == "ticket")
+    fam_means = df[cell].groupby("family")["accuracy"].mean().to_numpy()
+    g = report.aggregate(df, "accuracy")
+    g = g[(g.method == "vp") & (g.shots == "1") & (g.level == 1) & (g.arm == "ticket")].iloc[0]
+    lo, hi = stats.t.interval(0.95, 1, loc=fam_means.mean(), scale=stats.sem(fam_means))
+    assert g["n"] == 2 and g["mean"] == pytest.approx(fam_means.mean())
+    assert g["lo"] == pytest.approx(max(lo, 0.0)) and g["hi"] == pytest.approx(min(hi, 1.0))
