@@ -19,12 +19,23 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 
-with st.sidebar:
-    n_results = len(db.results())
+SHOWN_VERSION = db.store().version  # the store version this page was drawn from
+
+
+@st.fragment(run_every=5)
+def store_status():
+    """Queue counts polled every 5 s (one cheap read of the store's version counter); when new
+    results arrive the whole page is redrawn (widget values live in the URL, so they stay)."""
+    if db.store().version != SHOWN_VERSION:
+        st.rerun(scope="app")
     counts = db.queue().counts()
     active = counts["queued"] + counts["running"]
-    st.caption(f"**Store** `{db.store_dir()}`  \n{n_results} results"
+    st.caption(f"**Store** `{db.store_dir()}`  \n{len(db.results())} results"
                + (f" · {counts['running']} running, {counts['queued']} queued" if active else ""))
+
+
+with st.sidebar:
+    store_status()
     st.caption("Every control's value is in the URL: copy the address bar to share this view.")
 
 page.run()

@@ -157,3 +157,25 @@ def test_submit_tiny_job_and_see_result(server, browser):
     settle(page)
     expect(page.get_by_test_id("stMetric").filter(has_text="runs")).to_contain_text(str(before + 1))
     page.close()
+
+
+def test_open_page_learns_of_new_results(server, browser):
+    """A page left open notices a changed store (the sidebar polls the version) and redraws."""
+    from playwright.sync_api import expect
+
+    from lthvp.jobs import JobQueue
+    from test_store import make_record
+
+    url, store, directory = server
+    queue, deadline = JobQueue.for_store(directory), time.time() + 120
+    while time.time() < deadline and (lambda c: c["queued"] + c["running"])(queue.counts()):
+        time.sleep(1)  # a job from an earlier test still running would change the store by itself
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/overview")
+    settle(page)
+    n = len(store.hashes())
+    expect(page.get_by_test_id("stSidebar")).to_contain_text(f"{n} results")
+    store.put(make_record(41, method="lp"))
+    expect(page.get_by_test_id("stSidebar")).to_contain_text(f"{n + 1} results", timeout=30_000)
+    expect(page.get_by_test_id("stMetric").first).to_contain_text(str(n + 1), timeout=30_000)  # the page redrew
+    page.close()
