@@ -2,6 +2,8 @@
 
 Prunable weights are stored as their kept values plus a bit-packed mask (so a 16.8% ticket
 costs about a sixth of a dense one); everything else (BatchNorm, biases) is stored dense.
+Format v2 also compresses the kept values losslessly (bytes shuffled by significance, then
+zlib: about 20% smaller for trained float32 weights); v1 files (raw values) still load.
 Metadata carries the architecture and number of classes so a file loads on its own.
 """
 
@@ -20,7 +22,31 @@ from safetensors.torch import load_file, save_file
 from lthvp.models import build_model
 from lthvp.sparsity import Masks, apply_masks
 
-FORMAT = "lthvp-ticket-v1"
+FORMAT = "lthvp-ticket-v2"
+FORMATS = ("lthvp-ticket-v1", FORMAT)  # readable
+
+
+def pack_values(values: torch.Tensor) -> torch.Tensor:
+    """float32 values -> uint8 tensor: byte planes (all first bytes, then all second, ...) deflated."""
+    import zlib
+
+    planes = values.detach().cpu().float().contiguous().numpy().view(np.uint8).reshape(-1, 4).T.copy()
+    return torch.from_numpy(np.frombuffer(zlib.compress(planes.tobytes(), 9), dtype=np.uint8).copy())
+
+
+def unpack_values(packed: torch.Tensor, count: int, where: str) -> torch.Tensor:
+    """Inverse of :func:`pack_values`; inflates at most the expected byte count (no zip bombs)."""
+    import zlib
+
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(packed.numpy().tobytes(), max(1, 4 * count))  # 0 would mean "no limit"
+    except zlib.error as err:
+        raise ValueError(f"{where}: compressed values are corrupt ({err})") from None
+    if len(raw) != 4 * count or d.unconsumed_tail or not d.eof:
+        raise ValueError(f"{where}: compressed values hold a different number of weights than the mask")
+    planes = np.frombuffer(raw, dtype=np.uint8).reshape(4, count)
+    return torch.from_numpy(planes.T.copy().view(np.float32).reshape(-1))
 
 
 def save_ticket_file(path: str | Path, model: nn.Module, masks: Masks, arch: str, extra: dict | None = None) -> None:
@@ -29,7 +55,7 @@ def save_ticket_file(path: str | Path, model: nn.Module, masks: Masks, arch: str
     for name, value in model.state_dict().items():
         if name in masks:
             keep = masks[name].flatten().bool().cpu()
-            tensors[f"values::{name}"] = value.detach().flatten().cpu()[keep].contiguous()
+            tensors[f"zvalues::{name}"] = pack_values(value.detach().flatten().cpu()[keep])
             tensors[f"mask::{name}"] = torch.from_numpy(np.packbits(keep.numpy().astype(np.uint8)))
         else:
             tensors[name] = value.detach().cpu().contiguous()
@@ -59,7 +85,7 @@ def is_ticket_file(path: str | Path) -> bool:
 
     try:
         with safe_open(str(path), "pt") as f:
-            return (f.metadata() or {}).get("format") == FORMAT
+            return (f.metadata() or {}).get("format") in FORMATS
     except Exception:  # not a safetensors file at all
         return False
 
@@ -69,8 +95,8 @@ def load_ticket_file(path: str | Path) -> tuple[nn.Module, Masks, dict]:
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an {FORMAT} file")
+    if meta.get("format") not in FORMATS:
+        raise ValueError(f"{path} is not an LTHVP ticket file ({' or '.join(FORMATS)})")
     model = build_model(meta["arch"], int(meta["num_classes"]))
     tensors = load_file(str(path))
     state, masks = {}, {}
@@ -79,7 +105,10 @@ def load_ticket_file(path: str | Path) -> tuple[nn.Module, Masks, dict]:
         if f"mask::{name}" in tensors:
             bits = np.unpackbits(tensors[f"mask::{name}"].numpy())[: ref.numel()].astype(bool)
             keep = torch.from_numpy(bits)
-            values = tensors[f"values::{name}"]
+            if f"zvalues::{name}" in tensors:
+                values = unpack_values(tensors[f"zvalues::{name}"], int(keep.sum()), f"{path}: {name}")
+            else:
+                values = tensors[f"values::{name}"]
             if int(keep.sum()) != values.numel():
                 raise ValueError(f"{path}: mask and values disagree for {name}")
             full = torch.zeros(ref.numel(), dtype=ref.dtype)
@@ -89,7 +118,7 @@ def load_ticket_file(path: str | Path) -> tuple[nn.Module, Masks, dict]:
         elif name in tensors:
             state[name] = tensors[name]
     missing = [n for n in expected if n not in state]
-    known = set(expected) | {f"mask::{n}" for n in expected} | {f"values::{n}" for n in expected}
+    known = set(expected) | {f"{kind}::{n}" for n in expected for kind in ("mask", "values", "zvalues")}
     extra = [n for n in tensors if n not in known]
     if missing or extra:
         raise ValueError(f"{path}: missing keys {missing[:5]}, unexpected keys {extra[:5]}")

@@ -73,3 +73,33 @@ def test_naming_rules():
     assert family_dir(MINI.family_dir, None) == MINI.family_dir
     assert family_dir(MINI.family_dir, 2).name == "family_2"
     assert random_arm_seed(0, 3) == 3 and random_arm_seed(2, 3) == 2003
+
+
+def test_ticket_file_v2_is_lossless_smaller_and_reads_v1(tmp_path):
+    """v2 (compressed values) round-trips bit-exactly, is smaller than v1 for trained weights, and
+    the v1 files of the legacy family still load; corrupt or inflated payloads are refused."""
+    from safetensors.torch import load_file, save_file
+
+    from lthvp.ticketfile import load_ticket_file, pack_values, save_ticket_file
+
+    v1 = TicketFamily(MINI.family_dir).level_path(3)  # written by the first release (v1)
+    model, masks, _ = load_ticket_file(v1)
+    out = tmp_path / "l3.safetensors"
+    save_ticket_file(out, model, masks, "resnet20", {"level": 3})
+    again, masks2, _ = load_ticket_file(out)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(masks[n], masks2[n]) for n in masks)
+    assert out.stat().st_size < 0.9 * v1.stat().st_size
+    tensors = load_file(str(out))
+    name = next(k for k in tensors if k.startswith("zvalues::"))
+    bad = dict(tensors)
+    bad[name] = pack_values(torch.zeros(10))  # a payload that does not match the mask's count
+    save_file(bad, str(tmp_path / "bad.safetensors"), metadata={"format": "lthvp-ticket-v2", "arch": "resnet20",
+                                                                 "num_classes": "10", "extra": "{}"})
+    with pytest.raises(ValueError, match="different number of weights"):
+        load_ticket_file(tmp_path / "bad.safetensors")
+    bad[name] = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    save_file(bad, str(tmp_path / "bad2.safetensors"), metadata={"format": "lthvp-ticket-v2", "arch": "resnet20",
+                                                                  "num_classes": "10", "extra": "{}"})
+    with pytest.raises(ValueError, match="corrupt"):
+        load_ticket_file(tmp_path / "bad2.safetensors")
