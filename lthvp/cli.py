@@ -20,6 +20,16 @@ def _family(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"family must be a source seed (an integer) or 'legacy', got {text!r}") from None
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     nargs = "+" if many else None
     p.add_argument("--preset", default="mini")
@@ -188,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="background worker: pop queued jobs from the store and run them")
     p.add_argument("--store", type=Path, default=None)
     p.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks")
+    p.add_argument("--poll", type=_positive_seconds, default=1.0, help="seconds between queue checks (> 0)")
     p.set_defaults(func=lambda args: __import__("lthvp.worker", fromlist=["main"]).main(args))
 
     p = sub.add_parser("paper", help="paper-scale families and datasets: one-shot | import | imp | prepare-data",

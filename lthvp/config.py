@@ -72,6 +72,22 @@ class RunConfig:
             raise ValueError(f"lp_input must be 'full' or 'matched', got {self.lp_input!r}")
         if self.level < 0:
             raise ValueError(f"level must be >= 0, got {self.level}")
+        for name in ("preset", "dataset"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        for name in ("level", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 31:
+                raise ValueError(f"{name} must be an integer in [0, 2^31), got {value!r}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("image_size", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low} (or unset for the preset default), got {value!r}")
+        if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                                    or not 0 <= self.lr < float("inf")):
+            raise ValueError(f"lr must be a finite number >= 0 (0 only for the frozen-prompt baseline), got {self.lr!r}")
+        if self.lr == 0 and self.method != "map":
+            raise ValueError("lr must be > 0 (lr 0 is the mapping-only baseline: use --method map)")
         for name in ("family", "steps", "val_per_class"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lthvp import jobs as J
 from lthvp.jobs import JobQueue
 from lthvp.paths import BUNDLE_DIR, REPO_ROOT, default_store_dir  # noqa: F401  (pages read db.BUNDLE_DIR)
 from lthvp.presets import get_preset
@@ -102,8 +103,33 @@ def ensure_worker(queue: JobQueue, directory: Path) -> str | None:
     if not queue.try_mark_spawn():
         return "A background worker is starting."
     proc = start_worker(directory)
+    queue.record_spawn(proc.pid)
     return (f"No live worker was found, so the app started one (pid {proc.pid}, "
             f"`python -m lthvp worker --once`; it exits when the queue is empty).")
+
+
+def describe_progress(job: dict) -> str:
+    """One line for the queue table: 'epoch 3/20 · val acc 81.2% · loss 0.412'."""
+    p = job.get("progress") or {}
+    if job["state"] == J.QUEUED:
+        return "waiting for a worker"
+    if not p:
+        return "starting" if job["state"] == J.RUNNING else ""
+    parts = [f"epoch {p.get('epoch')}/{p.get('epochs')}"]
+    if p.get("val_acc") is not None:
+        parts.append(f"val acc {100 * p['val_acc']:.1f}%")
+    if p.get("train_loss") is not None:
+        parts.append(f"loss {p['train_loss']:.3f}")
+    return " · ".join(parts)
+
+
+def fraction_done(job: dict) -> float:
+    if job["state"] == J.DONE:
+        return 1.0
+    p = job.get("progress") or {}
+    if not p.get("epochs"):
+        return 0.0
+    return max(0.0, min(1.0, float(p.get("epoch", 0)) / float(p["epochs"])))
 
 
 # --- Streamlit ----------------------------------------------------------------------------------

@@ -271,21 +271,24 @@ class JobQueue:
                     out.append(info)
         return sorted(out, key=lambda w: w["started"])
 
-    def prune_workers(self) -> None:
-        for info in self.workers(alive_only=False):
-            if not info["alive"]:
-                self.cache.delete(WORKER + info["id"])
-
     def try_mark_spawn(self, within_s: float = 60.0) -> bool:
-        """True for exactly one caller per ``within_s`` window: guards against several sessions
-        starting a worker at the same moment."""
+        """True for exactly one caller per ``within_s`` window (several sessions must not start a
+        worker at the same moment) -- unless the worker started in that window has already exited,
+        which allows the next start at once (a --once worker that found an empty queue)."""
         with self.cache.transact():
             last = self.cache.get("spawned_at")
             now = time.time()
-            if last is not None and now - float(last) < within_s:
+            recent = last is not None and now - float(last) < within_s
+            if recent and pid_alive(self.cache.get("spawned_pid")):
                 return False
+            if recent and self.cache.get("spawned_pid") is None and now - float(last) < 10:
+                return False  # another session is starting one right now
             self.cache.set("spawned_at", now)
+            self.cache.delete("spawned_pid")
             return True
+
+    def record_spawn(self, pid: int) -> None:
+        self.cache.set("spawned_pid", int(pid))
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATES}
@@ -293,26 +296,3 @@ class JobQueue:
             out[job["state"]] = out.get(job["state"], 0) + 1
         return out
 
-
-def describe_progress(job: dict) -> str:
-    """One line for the queue table: 'epoch 3/20 · val acc 81.2% · loss 0.412'."""
-    p = job.get("progress") or {}
-    if job["state"] == QUEUED:
-        return "waiting for a worker"
-    if not p:
-        return "starting" if job["state"] == RUNNING else ""
-    parts = [f"epoch {p.get('epoch')}/{p.get('epochs')}"]
-    if p.get("val_acc") is not None:
-        parts.append(f"val acc {100 * p['val_acc']:.1f}%")
-    if p.get("train_loss") is not None:
-        parts.append(f"loss {p['train_loss']:.3f}")
-    return " · ".join(parts)
-
-
-def fraction_done(job: dict) -> float:
-    if job["state"] == DONE:
-        return 1.0
-    p = job.get("progress") or {}
-    if not p.get("epochs"):
-        return 0.0
-    return max(0.0, min(1.0, float(p.get("epoch", 0)) / float(p["epochs"])))

@@ -54,9 +54,13 @@ def flat_row(record: dict) -> dict:
 
 class ResultStore:
     def __init__(self, directory: str | os.PathLike):
+        if not str(directory).strip():
+            raise ValueError("the store path is empty; name a directory (e.g. --store cache/store)")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)  # diskcache files must not be writable by others
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"the store path {self.directory} is a file, not a directory")
+        if not self.directory.exists():  # only what the store creates is made private (0700)
+            self.directory.mkdir(parents=True, mode=0o700)
         self.cache = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2 ** 62)
 
     # results -----------------------------------------------------------------------------

@@ -98,7 +98,9 @@ def ago(t):
 def describe(cfg: dict) -> str:
     arm = "" if cfg["arm"] == "ticket" else " random"
     return (f"{plots.METHOD_NAMES[cfg['method']]} · {cfg['dataset']} · L{cfg['level']}{arm} · "
-            f"{plots.shots_label(cfg['shots'])} · seed {cfg['seed']} · {cfg['epochs']} ep")
+            f"{plots.shots_label(cfg['shots'])} · seed {cfg['seed']} · "
+            + (f"{cfg['steps']} steps" if cfg.get("steps") is not None else f"{cfg['epochs']} ep")
+            + ("" if cfg.get("family") is None else f" · family {cfg['family']}"))
 
 
 counts = queue.counts()
@@ -113,6 +115,10 @@ def queue_panel():
     if polling and not active:
         st.rerun()  # everything finished: full rerun refreshes the page and stops polling
     workers = queue.workers()
+    if active and not workers:  # retry the start from the poll loop: a queued job never waits forever
+        note = db.ensure_worker(queue, db.store_dir())
+        if note:
+            st.caption(note)
     st.subheader("Queue")
     wtxt = ", ".join(f"`{w['id']}`" + (f" (GPU {w['gpu']})" if w.get("gpu") else "") +
                      (f" running `{w['job']}`" if w.get("job") else " idle") for w in workers)
@@ -128,10 +134,10 @@ def queue_panel():
         row = st.container(border=True, key=f"job_{job['id']}")
         a, b, c, d = row.columns([1, 3, 3, 1], vertical_alignment="center")
         a.badge(job["state"], color=STATE_COLORS.get(job["state"], "gray"))
-        b.markdown(f"**{describe(job['config'])}**  \n`{job['id']}` · by {', '.join(job['submitters'])} · "
-                   f"{ago(job['submitted_at'])}")
+        b.markdown(f"**{describe(job['config'])}**  \n`{job['id']}` · {ago(job['submitted_at'])}")
+        b.text(f"by {', '.join(job['submitters'])}")  # user text: plain text, never Markdown
         if job["state"] == J.RUNNING:
-            c.progress(J.fraction_done(job), text=J.describe_progress(job))
+            c.progress(db.fraction_done(job), text=db.describe_progress(job))
         elif job["state"] == J.DONE and by_hash is not None and job["id"] in by_hash.index:
             r = by_hash.loc[job["id"]]
             c.markdown(f"accuracy **{100 * r['accuracy']:.1f}%** · ECE **{100 * r['ece']:.1f}%** · "
@@ -139,7 +145,7 @@ def queue_panel():
         elif job["state"] in (J.FAILED, J.CRASHED, J.CANCELLED):
             c.caption(job.get("error") or job["state"])
         else:
-            c.caption(J.describe_progress(job))
+            c.caption(db.describe_progress(job))
         if job["state"] in J.ACTIVE:
             if d.button("Cancel", key=f"cancel_{job['id']}",
                         disabled=bool(job.get("cancel_requested")),

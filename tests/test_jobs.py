@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from lthvp.config import RunConfig
-from lthvp.jobs import CANCELLED, CRASHED, DONE, FAILED, QUEUED, RUNNING, JobQueue, describe_progress, fraction_done
+from lthvp.dashboard import describe_progress, fraction_done
+from lthvp.jobs import CANCELLED, CRASHED, DONE, FAILED, QUEUED, RUNNING, JobQueue
 from lthvp.presets import resolve
 from lthvp.store import ResultStore
 from lthvp.worker import Worker
@@ -231,3 +232,19 @@ def test_cli_worker_runs_a_real_job(store_dir):
     assert job["state"] == DONE, job
     assert job["progress"]["epoch"] == 1 and store.has(sub.job_id)
     assert store.get(sub.job_id)["metrics"]["accuracy"] >= 0
+
+
+def test_worker_start_is_retried_once_the_started_worker_has_exited(tmp_path):
+    """A job submitted soon after the last automatic start must not wait for the 60 s window:
+    if the worker started then has exited, the next poll may start another one."""
+    import subprocess
+
+    q = JobQueue(tmp_path / "jobs")
+    assert q.try_mark_spawn()
+    assert not q.try_mark_spawn()  # someone is starting one right now
+    q.record_spawn(os.getpid())  # alive: still no second start
+    assert not q.try_mark_spawn()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    q.record_spawn(gone.pid)  # exited (a --once worker that found nothing to do)
+    assert q.try_mark_spawn()
