@@ -168,7 +168,7 @@ def test_two_workers_never_run_one_job_twice(queue, store_dir, tmp_path):
     lines = log.read_text().split()
     ran = lines[1::2]
     assert sorted(ran) == sorted(resolve(c).hash() for c in configs)  # each exactly once
-    assert len(set(lines[0::2])) >= 1
+    assert len(lines) == 60 and len(set(lines[0::2])) <= 3  # 30 claims, all by the three workers
     assert all(j["state"] == DONE for j in queue.jobs())
     assert len(ResultStore(store_dir)) == 30
 
@@ -231,7 +231,17 @@ def test_cli_worker_runs_a_real_job(store_dir):
     job = queue.get(sub.job_id)
     assert job["state"] == DONE, job
     assert job["progress"]["epoch"] == 1 and store.has(sub.job_id)
-    assert store.get(sub.job_id)["metrics"]["accuracy"] >= 0
+    import torch
+
+    from lthvp.runner import run
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the worker ran it
+    try:
+        local = run(cfg(seed=0, epochs=1)).record
+    finally:
+        torch.set_num_threads(threads)
+    assert store.get(sub.job_id)["metrics"] == pytest.approx(local["metrics"], abs=1e-6)
 
 
 def test_worker_start_is_retried_once_the_started_worker_has_exited(tmp_path):
