@@ -1,4 +1,4 @@
-"""Command line: python -m lthvp tickets|run|sweep|worker|effects|figures|export|import|paper."""
+"""Command line: python -m lthvp tickets|run|sweep|worker|effects|figures|export|import|store|paper."""
 
 from __future__ import annotations
 
@@ -236,7 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path)
     p.add_argument("--store", type=Path, default=None)
     p.set_defaults(func=cmd_import)
+    p = sub.add_parser("store", help="check stored results against the record schema, or delete results")
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    c = store_sub.add_parser("check", help="validate every stored result; exit 1 if any is bad, 2 if unreadable")
+    c.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    d = store_sub.add_parser("delete", help="remove results by hash (each removal recorded with its time)")
+    d.add_argument("hashes", nargs="+", metavar="HASH")
+    d.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    p.set_defaults(func=cmd_store)
     return parser
+
+
+def cmd_store(args) -> int:
+    from lthvp.store_admin import run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

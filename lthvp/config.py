@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 METHODS = ("vp", "map", "lp")  # "map": VP's label mapping with the prompt frozen at its start
@@ -18,14 +19,18 @@ MAPPINGS = ("ilm", "flm", "rlm")
 ASSIGNMENTS = ("greedy", "hungarian")
 ARMS = ("ticket", "random")
 FULL = "full"
+MAX_LEVEL = 100  # IMP levels: 0.8 ** 100 of the weights would be ~2e-10
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # preset and dataset names
 
 
 def parse_shots(value: int | str) -> int | str:
-    """Shots are a positive int per class or the string 'full'."""
+    """Shots are a positive int per class or the string 'full' (a digit string is read as an int)."""
     if isinstance(value, str):
         if value.strip().lower() == FULL:
             return FULL
         value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"shots must be an integer >= 1 or 'full', got {value!r}")
     if value < 1:
         raise ValueError(f"shots must be >= 1 or 'full', got {value}")
     return int(value)
@@ -70,28 +75,29 @@ class RunConfig:
             raise ValueError(f"unknown arm {self.arm!r}; choose from {ARMS}")
         if self.lp_input not in ("full", "matched"):
             raise ValueError(f"lp_input must be 'full' or 'matched', got {self.lp_input!r}")
-        if self.level < 0:
-            raise ValueError(f"level must be >= 0, got {self.level}")
         for name in ("preset", "dataset"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
-        for name in ("level", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 31:
-                raise ValueError(f"{name} must be an integer in [0, 2^31), got {value!r}")
+            if not isinstance(value, str) or not NAME.fullmatch(value):
+                raise ValueError(f"{name} must be a non-empty name of letters, digits, '_', '.' or '-' "
+                                 f"(at most 64), got {value!r}")
+        for name, high in (("level", MAX_LEVEL), ("seed", 2 ** 31 - 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+                raise ValueError(f"{name} must be an integer in [0, {high}], got {value!r}")
         for name, low in (("epochs", 1), ("batch_size", 1), ("image_size", 1)):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"{name} must be an integer >= {low} (or unset for the preset default), got {value!r}")
         if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
                                     or not 0 <= self.lr < float("inf")):
-            raise ValueError(f"lr must be a finite number >= 0 (0 only for the frozen-prompt baseline), got {self.lr!r}")
+            raise ValueError(f"lr must be a finite number > 0 (0 only for the mapping-only baseline, method map), "
+                             f"got {self.lr!r}")
         if self.lr == 0 and self.method != "map":
             raise ValueError("lr must be > 0 (lr 0 is the mapping-only baseline: use --method map)")
-        for name in ("family", "steps", "val_per_class"):
+        for name, low in (("family", 0), ("steps", 0), ("val_per_class", 1)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
         if self.arm == "random" and self.level == 0:
             raise ValueError("the random-pruning arm needs level >= 1 (level 0 is dense)")
 

@@ -9,6 +9,7 @@ States::
 
     queued -> running -> done | failed | cancelled
                       \\-> crashed   (heartbeat stale or the worker's pid is gone)
+                      \\-> queued    (its worker was stopped by SIGTERM/Ctrl-C: back in line, same place)
     queued -> cancelled
 
 A job whose result is already in the results store is not queued at all ("cached").
@@ -79,8 +80,8 @@ class JobCancelled(Exception):
 class JobQueue:
     def __init__(self, directory: str | os.PathLike, stale_s: float = STALE_S):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
+        if not self.directory.exists():  # private (0700) when the queue creates it; never chmod an existing one
+            self.directory.mkdir(parents=True, mode=0o700, exist_ok=True)
         self.cache = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2 ** 62)
         self.stale_s = stale_s
         self.host = socket.gethostname()
@@ -187,14 +188,16 @@ class JobQueue:
             self._bump()
         return job
 
-    def _update_own(self, job_id: str, worker_id: str, **fields) -> dict | None:
-        """Update a job only while this worker still owns it; returns the job (after the update)."""
+    def _update_own(self, job_id: str, worker_id: str, bump: bool = False, **fields) -> dict | None:
+        """Update a job only while this worker still owns it (``bump``: a state change); returns the job."""
         with self.cache.transact():
             job = self.get(job_id)
             if job is None or job.get("worker") != worker_id or job["state"] != RUNNING:
                 return job
             job.update(fields)
             self._set(JOB + job_id, job)
+            if bump:
+                self._bump()
         return job
 
     def heartbeat(self, job_id: str, worker_id: str) -> dict | None:
@@ -204,17 +207,16 @@ class JobQueue:
         """Store per-epoch progress; returns the job so the caller can check ``cancel_requested``."""
         return self._update_own(job_id, worker_id, progress=progress, heartbeat=time.time())
 
+    def requeue(self, job_id: str, worker_id: str, reason: str) -> dict | None:
+        """Put this worker's running job back in line, its place (``seq``) kept: the worker was stopped."""
+        return self._update_own(job_id, worker_id, bump=True, state=QUEUED, previous_state=RUNNING, worker=None,
+                                pid=None, host=None, started_at=None, heartbeat=None, progress=None, requeued=reason)
+
     def finish(self, job_id: str, worker_id: str, state: str, error: str | None = None) -> dict | None:
         if state not in FINISHED:
             raise ValueError(f"not a final state: {state!r}")
-        with self.cache.transact():
-            job = self.get(job_id)
-            if job is None or job.get("worker") != worker_id or job["state"] != RUNNING:
-                return job
-            job.update(state=state, error=error, finished_at=time.time(), heartbeat=time.time())
-            self._set(JOB + job_id, job)
-            self._bump()
-        return job
+        return self._update_own(job_id, worker_id, bump=True, state=state, error=error, finished_at=time.time(),
+                                heartbeat=time.time())
 
     # liveness ----------------------------------------------------------------------------
     def is_dead(self, pid: int | None, host: str | None, heartbeat: float | None, now: float | None = None) -> bool:

@@ -3,17 +3,20 @@
 Values are JSON strings, so the store never unpickles anything. Each result is kept twice:
 the full record under ``result:<hash>`` and a small flat row under ``row:<hash>`` so pages can
 build their tables without reading prompts, curves and bin tables. ``version`` increments on
-every write; readers cache on it.
+every write; readers cache on it. Every record is checked by :mod:`lthvp.record_schema` before it
+is written (``put`` and bundle import alike); docs/RELIABILITY.md lists the limits.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
+import sqlite3
 import stat
+import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -21,35 +24,30 @@ from typing import Iterable
 import diskcache
 import pandas as pd
 
-from lthvp.config import RunConfig
 from lthvp.provenance import now_iso, provenance
+from lthvp.record_schema import RecordError, flat_row, stored_problem, validate_record  # noqa: F401 (re-exported)
 
 BUNDLE_FORMAT = "lthvp-bundle"
 BUNDLE_VERSION = 1
-MAX_MEMBER_BYTES = 8 * 1024 * 1024
-MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+MAX_MEMBER_BYTES = 32 * 1024 * 1024  # one member, as read (a record with two large prediction arrays fits)
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # the zip file
+MAX_EXPANDED_BYTES = 1024 * 1024 * 1024  # all members together, as read
 MAX_MEMBERS = 200_000
-MAX_PROMPT_PIXELS = 1024 * 1024
-REQUIRED = {"hash": str, "config": dict, "metrics": dict, "reliability": dict, "remaining_fraction": (int, float)}
-METRICS = ("accuracy", "ece", "mce", "nll", "brier")
+EMPTY_DB_GRACE_S = 10.0  # a 0-byte cache.db younger than this is another process creating the store
 
 
-class BundleError(ValueError):
+class BundleError(RecordError):
     """An invalid bundle; importing it changed nothing."""
 
 
-def flat_row(record: dict) -> dict:
-    """The tabular view of one result: config fields, metrics, sparsity, timing."""
-    scaled = record.get("scaled") or {}
-    row = {"hash": record["hash"], "family": None, "steps": None, "val_per_class": None, **record["config"],
-           **{k: record["metrics"][k] for k in METRICS},
-           **{f"ts_{k}": scaled.get(k) for k in ("ece", "mce", "nll", "brier")},
-           "temperature": scaled.get("temperature"), "prompt_shift": record.get("prompt_shift"),
-           "remaining_fraction": record["remaining_fraction"], "best_epoch": record.get("best_epoch"),
-           "seconds": (record.get("timings") or {}).get("total_seconds"),
-           "created": (record.get("provenance") or {}).get("created")}
-    row["shots"] = str(row["shots"])
-    return row
+class StoreError(ValueError):
+    """A results store that cannot be opened as it is (the message says how to recover)."""
+
+
+def _unreadable(directory: Path, reason: str) -> StoreError:
+    return StoreError(f"the results store {directory} cannot be read ({reason}); recover with `python -m lthvp "
+                      f"store check --store {directory}` (then `store delete HASH...`), or move "
+                      f"{directory / 'cache.db'} aside to start an empty store that re-imports the shipped bundles")
 
 
 class ResultStore:
@@ -60,18 +58,28 @@ class ResultStore:
         if self.directory.exists() and not self.directory.is_dir():
             raise ValueError(f"the store path {self.directory} is a file, not a directory")
         if not self.directory.exists():  # only what the store creates is made private (0700)
-            self.directory.mkdir(parents=True, mode=0o700)
-        self.cache = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2 ** 62)
+            self.directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+        db = self.directory / "cache.db"
+        if db.is_file() and db.stat().st_size == 0 and time.time() - db.stat().st_mtime > EMPTY_DB_GRACE_S:
+            raise _unreadable(self.directory, "cache.db is empty (0 bytes)")
+        try:
+            self.cache = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2 ** 62)
+            self.cache.get("version")
+        except sqlite3.DatabaseError as err:
+            raise _unreadable(self.directory, f"cache.db: {err}") from None
 
     # results -----------------------------------------------------------------------------
     def put(self, record: dict) -> None:
-        """Write one finished result (record + row + version bump) in one transaction."""
-        text = json.dumps(record, allow_nan=False)
-        row = json.dumps(flat_row(record), allow_nan=False)
+        """Validate one finished result, then write record + row + version bump in one transaction."""
+        self._write([validate_record(record)])
+
+    def _write(self, records: list[dict]) -> None:
         with self.cache.transact():
-            self.cache.set(f"result:{record['hash']}", text)
-            self.cache.set(f"row:{record['hash']}", row)
-            self.cache.incr("version", default=0)
+            for record in records:
+                self.cache.set(f"result:{record['hash']}", json.dumps(record, allow_nan=False))
+                self.cache.set(f"row:{record['hash']}", json.dumps(flat_row(record), allow_nan=False))
+            if records:
+                self.cache.incr("version", default=0)
 
     def get(self, key: str) -> dict | None:
         text = self.cache.get(f"result:{key}")
@@ -80,8 +88,11 @@ class ResultStore:
     def has(self, key: str) -> bool:
         return f"result:{key}" in self.cache
 
+    def _keys(self, prefix: str) -> list[str]:
+        return sorted(k[len(prefix):] for k in self.cache.iterkeys() if isinstance(k, str) and k.startswith(prefix))
+
     def hashes(self) -> list[str]:
-        return sorted(k[len("result:"):] for k in self.cache.iterkeys() if isinstance(k, str) and k.startswith("result:"))
+        return self._keys("result:")
 
     def __len__(self) -> int:
         return len(self.hashes())
@@ -101,6 +112,30 @@ class ResultStore:
             record = self.get(key)
             if record is not None:
                 yield record
+
+    def delete(self, hashes: Iterable[str]) -> list[str]:
+        """Remove results and their rows in one transaction; each removal is kept as
+        ``deleted:<hash>`` with its time. Returns the hashes that were stored."""
+        removed = []
+        with self.cache.transact():
+            for key in dict.fromkeys(hashes):
+                had_result, had_row = self.cache.delete(f"result:{key}"), self.cache.delete(f"row:{key}")
+                if had_result or had_row:
+                    self.cache.set(f"deleted:{key}", json.dumps({"deleted": now_iso(), "hash": key}))
+                    removed.append(key)
+            if removed:
+                self.cache.incr("version", default=0)
+        return removed
+
+    def problems(self) -> dict[str, str]:
+        """hash -> what is wrong, for every stored result that the schema rejects today."""
+        found = {key: stored_problem(key, self.cache.get(f"result:{key}"), f"row:{key}" in self.cache)
+                 for key in sorted(set(self.hashes()) | set(self._keys("row:")))}
+        return {key: problem for key, problem in found.items() if problem}
+
+    def check(self) -> list[str]:
+        """The hashes of stored results that fail the schema (see :meth:`problems` for why)."""
+        return sorted(self.problems())
 
     # bundles -----------------------------------------------------------------------------
     def export_bundle(self, path: str | os.PathLike, keys: Iterable[str] | None = None, note: str = "") -> Path:
@@ -132,19 +167,10 @@ class ResultStore:
 
     def import_bundle_report(self, path: str | os.PathLike) -> "ImportReport":
         records = read_bundle(path)
-        report = ImportReport()
-        new = []
-        for record in records:
-            (report.skipped if self.has(record["hash"]) else report.added).append(record["hash"])
-            if not self.has(record["hash"]):
-                new.append(record)
-        with self.cache.transact():
-            for record in new:
-                self.cache.set(f"result:{record['hash']}", json.dumps(record, allow_nan=False))
-                self.cache.set(f"row:{record['hash']}", json.dumps(flat_row(record), allow_nan=False))
-            if new:
-                self.cache.incr("version", default=0)
-        return report
+        stored = {r["hash"] for r in records if self.has(r["hash"])}
+        new = [r for r in records if r["hash"] not in stored]
+        self._write(new)
+        return ImportReport(added=[r["hash"] for r in new], skipped=[r["hash"] for r in records if r["hash"] in stored])
 
 
 @dataclass
@@ -192,54 +218,33 @@ def _check_member(info: zipfile.ZipInfo) -> None:
         raise BundleError(f"bundle member {name!r} is too large ({info.file_size} bytes > {MAX_MEMBER_BYTES})")
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    with zf.open(info) as f:  # read at most the limit: the declared size may lie (zip bombs)
-        data = f.read(MAX_MEMBER_BYTES + 1)
-    if len(data) > MAX_MEMBER_BYTES:
-        raise BundleError(f"bundle member {info.filename!r} expands beyond {MAX_MEMBER_BYTES} bytes")
-    return data
+class _Reader:
+    """Reads members as they really expand (sizes may lie), bounded; a corrupt member is a BundleError."""
 
+    def __init__(self, zf: zipfile.ZipFile):
+        self.zf, self.total = zf, 0
 
-def _validate_png(data: bytes, name: str) -> str:
-    from PIL import Image
+    def read(self, info: zipfile.ZipInfo) -> bytes:
+        try:
+            with self.zf.open(info) as f:
+                data = f.read(MAX_MEMBER_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as err:
+            raise BundleError(f"{info.filename}: corrupt zip member ({type(err).__name__}: {err})") from None
+        if len(data) > MAX_MEMBER_BYTES:
+            raise BundleError(f"bundle member {info.filename!r} expands beyond {MAX_MEMBER_BYTES} bytes")
+        self.total += len(data)
+        if self.total > MAX_EXPANDED_BYTES:
+            raise BundleError(f"bundle expands beyond {MAX_EXPANDED_BYTES} bytes in total")
+        return data
 
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise BundleError(f"{name} is not a PNG file")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PROMPT_PIXELS:
-                raise BundleError(f"{name} is too large ({img.width}x{img.height})")
-            img.verify()
-    except BundleError:
-        raise
-    except Exception as err:
-        raise BundleError(f"{name} is not a valid PNG: {err}") from None
-    return base64.b64encode(data).decode()
-
-
-def validate_record(record, name: str) -> dict:
-    if not isinstance(record, dict):
-        raise BundleError(f"{name}: a result must be a JSON object")
-    for key, kind in REQUIRED.items():
-        if not isinstance(record.get(key), kind):
-            raise BundleError(f"{name}: field {key!r} is missing or has the wrong type")
-    try:
-        cfg = RunConfig.from_dict(record["config"])
-    except (TypeError, ValueError) as err:
-        raise BundleError(f"{name}: invalid config: {err}") from None
-    if cfg.hash() != record["hash"]:
-        raise BundleError(f"{name}: hash {record['hash']!r} does not match its config ({cfg.hash()})")
-    for m in METRICS:
-        value = record["metrics"].get(m)
-        if not isinstance(value, (int, float)) or value != value:
-            raise BundleError(f"{name}: metric {m!r} is missing or not a number")
-    table = record["reliability"]
-    cols = ("bin_lower", "bin_upper", "count", "accuracy", "confidence")
-    if not all(isinstance(table.get(c), list) for c in cols) or len({len(table[c]) for c in cols}) != 1:
-        raise BundleError(f"{name}: reliability table malformed")
-    if not 0.0 <= float(record["remaining_fraction"]) <= 1.0:
-        raise BundleError(f"{name}: remaining_fraction outside [0, 1]")
-    return record
+    def json(self, info: zipfile.ZipInfo):
+        data = self.read(info)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise BundleError(f"{info.filename}: JSON nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, bad UTF-8, over-long ints
+            raise BundleError(f"malformed JSON in {info.filename}: {err}") from None
 
 
 def read_bundle(path: str | os.PathLike) -> list[dict]:
@@ -251,43 +256,42 @@ def read_bundle(path: str | os.PathLike) -> list[dict]:
         raise BundleError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError, EOFError) as err:
         raise BundleError(f"not a zip bundle: {err}") from None
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
             raise BundleError(f"bundle has too many members ({len(infos)})")
-        names = [i.filename for i in infos]
-        if len(names) != len(set(names)):
+        if len({i.filename for i in infos}) != len(infos):
             raise BundleError("bundle has duplicate member names")
         for info in infos:
             _check_member(info)
         by_name = {i.filename: i for i in infos}
         if "manifest.json" not in by_name:
             raise BundleError("bundle has no manifest.json")
-        try:
-            manifest = json.loads(_read_member(zf, by_name["manifest.json"]))
-            if manifest.get("format") != BUNDLE_FORMAT or manifest.get("version") != BUNDLE_VERSION:
-                raise BundleError(f"not an {BUNDLE_FORMAT} v{BUNDLE_VERSION} bundle")
-            records = []
-            for info in infos:
-                n = info.filename
-                if n == "manifest.json" or n.endswith("/") or n.startswith("prompts/"):
-                    continue
-                if not (n.startswith("results/") and n.endswith(".json") and n.count("/") == 1):
-                    raise BundleError(f"unexpected member in bundle: {n!r}")
-                record = validate_record(json.loads(_read_member(zf, info)), n)
-                prompt = record.pop("prompt", None)
-                if prompt is not None:
-                    if prompt != f"prompts/{record['hash']}.png" or prompt not in by_name:
-                        raise BundleError(f"{n}: prompt {prompt!r} missing from the bundle")
-                    record["prompt_png"] = _validate_png(_read_member(zf, by_name[prompt]), prompt)
-                record.pop("cached", None)
-                records.append(record)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BundleError(f"malformed JSON in bundle: {err}") from None
-        except zipfile.BadZipFile as err:
-            raise BundleError(f"corrupt bundle: {err}") from None
+        reader = _Reader(zf)
+        manifest = reader.json(by_name["manifest.json"])
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT \
+                or manifest.get("version") != BUNDLE_VERSION:
+            raise BundleError(f"manifest.json: not an {BUNDLE_FORMAT} v{BUNDLE_VERSION} manifest (a JSON object "
+                              f"with format and version)")
+        records = []
+        for info in infos:
+            n = info.filename
+            if n == "manifest.json" or n.endswith("/") or n.startswith("prompts/"):
+                continue
+            if not (n.startswith("results/") and n.endswith(".json") and n.count("/") == 1):
+                raise BundleError(f"unexpected member in bundle: {n!r}")
+            record = reader.json(info)
+            prompt = record.pop("prompt", None) if isinstance(record, dict) else None
+            if prompt is not None:  # the exported form: the PNG is its own member, re-encoded by the schema
+                if "prompt_png" in record or prompt != f"prompts/{record.get('hash')}.png" or prompt not in by_name:
+                    raise BundleError(f"{n}: field 'prompt': {str(prompt)[:80]!r} is not this result's PNG in the bundle")
+                record["prompt_png"] = base64.b64encode(reader.read(by_name[prompt])).decode()
+            try:
+                records.append(validate_record(record, n))
+            except RecordError as err:
+                raise BundleError(str(err)) from None
     hashes = [r["hash"] for r in records]
     if len(hashes) != len(set(hashes)):
         raise BundleError("bundle lists a result twice")

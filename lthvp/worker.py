@@ -3,11 +3,14 @@
 Pops jobs from the store's queue (atomic claim), heartbeats from a thread, writes per-epoch
 progress into the queue, checks the cancel flag every epoch, and writes the result with
 ``ResultStore.put`` (one transaction). Run one per GPU with ``CUDA_VISIBLE_DEVICES=i``.
+SIGTERM (and Ctrl-C) put the running job back in the queue and end the worker cleanly; a worker
+killed outright (kill -9) leaves its job running until a reaper marks it crashed.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -21,6 +24,11 @@ from lthvp.config import RunConfig
 from lthvp.jobs import CANCELLED, DONE, FAILED, HEARTBEAT_S, JobCancelled, JobQueue
 
 Runner = Callable[..., object]  # run(config, store, progress=callable) like lthvp.runner.run
+
+
+class StopRequested(BaseException):
+    """Raised in the main thread by the SIGTERM handler while a job runs (BaseException, like
+    KeyboardInterrupt, so no ``except Exception`` inside a run swallows it)."""
 
 
 def default_runner(config: RunConfig, store, progress=None):
@@ -50,6 +58,8 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.heartbeat_s = heartbeat_s
         self.current: str | None = None
+        self._in_runner = False  # a stop signal interrupts the run only while this is set
+        self._stop_signal: int | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self.log = log or (lambda msg: print(f"[worker {self.id}] {msg}", file=sys.stderr, flush=True))
@@ -75,6 +85,15 @@ class Worker:
             self._beat.join(timeout=5)
         self.queue.unregister_worker(self.id)
 
+    def request_stop(self, signum: int | None = None) -> None:
+        """Stop after the current step; called from a signal handler, it interrupts a running job
+        (which :meth:`run_job` then puts back in the queue). Nothing is printed here: a handler
+        that writes to stderr while the main thread does would fail (reentrant call)."""
+        self._stop_signal = signum
+        self._stop.set()
+        if self._in_runner:
+            raise StopRequested(signum)
+
     # jobs ------------------------------------------------------------------------------------
     def run_job(self, job: dict) -> str:
         """Run one claimed job to a final state; returns it."""
@@ -90,15 +109,24 @@ class Worker:
 
         t0 = time.time()
         try:
+            self._in_runner = True
+            if self._stop.is_set():  # the signal came between the claim and here
+                raise StopRequested()
             self.runner(cfg, self.store, progress=progress)
+            self._in_runner = False
             final, error = DONE, None
+        except (StopRequested, KeyboardInterrupt):
+            self._in_runner, self.current = False, None
+            self.queue.requeue(job_id, self.id, f"worker {self.id} stopped after {time.time() - t0:.1f} s")
+            self.log(f"{job_id} re-queued (worker stopped)")
+            raise
         except JobCancelled:
             final, error = CANCELLED, "cancelled while running"
         except Exception as err:  # recorded on the job; the worker carries on
             final, error = FAILED, f"{type(err).__name__}: {err}"
             self.log(traceback.format_exc())
         finally:
-            self.current = None
+            self._in_runner, self.current = False, None
         self.queue.finish(job_id, self.id, final, error)
         self.log(f"{job_id} {final} in {time.time() - t0:.1f} s" + (f" ({error})" if error else ""))
         return final
@@ -111,11 +139,13 @@ class Worker:
             return None
         c = job["config"]
         self.log(f"running {job['id']}: {c['method']} {c['dataset']} L{c['level']} {c['shots']}-shot "
-                 f"seed {c['seed']} (for {job['submitted_by']})")
+                 f"seed {c['seed']} (for {job['submitted_by']!r})")
         return self.run_job(job)
 
     def loop(self, once: bool = False, poll: float = 1.0, idle_exit_s: float | None = None) -> int:
         """Process jobs until stopped; ``once``: exit when the queue is empty."""
+        if not (isinstance(poll, (int, float)) and 0 < poll < float("inf")):
+            raise ValueError(f"poll must be a number of seconds > 0, got {poll!r}")
         self.start()
         idle_since = time.time()
         done = 0
@@ -128,15 +158,23 @@ class Worker:
                 if once or (idle_exit_s is not None and time.time() - idle_since > idle_exit_s):
                     break
                 self._stop.wait(poll)
+        except StopRequested:
+            pass  # the running job is back in the queue
         finally:
             self.stop()
+        if self._stop_signal is not None:
+            self.log(f"stopped by signal {self._stop_signal}")
         return done
+
+
+def install_stop_handler(worker: Worker, signum: int = signal.SIGTERM):
+    """SIGTERM -> :meth:`Worker.request_stop` (the running job goes back to the queue, the loop
+    ends, the worker exits 0). Returns the previous handler."""
+    return signal.signal(signum, lambda sig, frame: worker.request_stop(sig))
 
 
 def main(args) -> int:
     """Entry point of ``python -m lthvp worker``."""
-    import signal
-
     from lthvp.paths import default_store_dir
     from lthvp.store import open_seeded_store
 
@@ -151,12 +189,7 @@ def main(args) -> int:
     worker.log(f"store {store_dir}, {threads} torch threads, device "
                f"{os.environ.get('LTHVP_DEVICE') or 'auto'}, {'--once' if args.once else f'polling every {args.poll} s'}")
 
-    def on_term(signum, frame):  # finish bookkeeping; the running job is marked crashed by reapers
-        worker.log(f"signal {signum}: stopping")
-        worker._stop.set()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, on_term)
+    install_stop_handler(worker)
     try:
         n = worker.loop(once=args.once, poll=args.poll, idle_exit_s=float(idle) if idle else None)
     except KeyboardInterrupt:

@@ -23,6 +23,16 @@ STATE_COLORS = {J.QUEUED: "gray", J.RUNNING: "blue", J.DONE: "green", J.FAILED: 
                 J.CRASHED: "violet"}
 SHOWN = 25
 
+
+def plain(text, limit: int = 64) -> str:
+    """User text inside a Markdown element (st.success etc.) shown as typed: one line, bounded, every
+    ASCII punctuation mark backslash-escaped, so no link, image, emphasis, directive or HTML forms."""
+    text = " ".join(str(text).split())[:limit]
+    return "".join("\\" + c if c in PUNCTUATION else c for c in text)
+
+
+PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~:$&\"'=^/%@,;?")
+
 st.title("Run experiments")
 queue = db.queue()
 store = db.store()
@@ -50,7 +60,8 @@ shots = c5.multiselect("Shots per class", db.SHOTS, default=["1"], key="r_shots"
 seeds = c6.multiselect("Seeds", list(range(10)), default=[0], key="r_seeds", bind="query-params")
 epochs = c7.number_input("Epochs (0 = preset)", min_value=0, max_value=500, value=0, step=1, key="r_epochs",
                          bind="query-params")
-user = st.text_input("Your name (shown in the queue)", value=getpass.getuser(), key="user", bind="query-params")
+user = st.text_input("Your name (shown in the queue)", value=getpass.getuser(), key="user", bind="query-params",
+                     max_chars=64)
 
 configs = []
 errors = []
@@ -76,7 +87,7 @@ if st.button(f"Submit {len(todo)} run{'s' if len(todo) != 1 else ''}", type="pri
     subs = queue.submit_many([hashes[h] for h in todo], user=user or getpass.getuser(), store=store)
     new = sum(s.status in ("queued", "requeued") for s in subs)
     shared = sum(s.status == "existing" for s in subs)
-    st.session_state["submit_msg"] = (f"Queued {new} job(s) for {user or getpass.getuser()}"
+    st.session_state["submit_msg"] = (f"Queued {new} job(s) for {plain(user or getpass.getuser())}"
                                       + (f"; {shared} were already queued by someone else and are shared." if shared else "."))
     st.session_state["worker_note"] = db.ensure_worker(queue, db.store_dir())
     st.rerun()
@@ -143,7 +154,7 @@ def queue_panel():
             c.markdown(f"accuracy **{100 * r['accuracy']:.1f}%** · ECE **{100 * r['ece']:.1f}%** · "
                        f"{r['seconds']:.0f} s")
         elif job["state"] in (J.FAILED, J.CRASHED, J.CANCELLED):
-            c.caption(job.get("error") or job["state"])
+            c.text(job.get("error") or job["state"])  # error text can quote user input: plain text
         else:
             c.caption(db.describe_progress(job))
         if job["state"] in J.ACTIVE:

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import io
 import json
 import os
+import signal
 import stat
+import struct
+import subprocess
 import sys
+import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 
+import lthvp.store as store_mod
 from lthvp.cli import main
-from lthvp.config import RunConfig
-from lthvp.store import BundleError, ResultStore, read_bundle
+from lthvp.config import V1_FIELDS, RunConfig
+from lthvp.store import BundleError, RecordError, ResultStore, StoreError, read_bundle
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_store import make_record  # noqa: E402
+from test_store import _members, make_record  # noqa: E402
 
 
 @pytest.mark.parametrize("kwargs,needle", [
@@ -89,3 +98,389 @@ def test_poisoned_config_with_recomputed_hash_is_rejected(tmp_path, change):
 
 def test_the_v1_fixture_still_passes_validation():
     assert len(read_bundle(Path(__file__).parent / "fixtures" / "mini_digits_v1.zip")) == 294
+
+
+# --- the hostile-input corpus: every case is a clean rejection and the store is unchanged ---------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def populated(tmp_path):
+    s = ResultStore(tmp_path / "store")
+    s.put(make_record(100))
+    return s
+
+
+def _state(s):
+    return s.version, s.hashes(), [s.get(h) for h in s.hashes()]
+
+
+def _zip(path, members, compression=zipfile.ZIP_DEFLATED):
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def _manifest():
+    return ("manifest.json", json.dumps({"format": "lthvp-bundle", "version": 1}))
+
+
+def _rejected(s, path, *needles):
+    before = _state(s)
+    with pytest.raises(BundleError) as exc:
+        s.import_bundle(path)
+    message = str(exc.value)
+    assert "\n" not in message and all(n in message for n in needles), message
+    assert _state(s) == before
+    return message
+
+
+def _forged_hash(config: dict) -> str:
+    """What an attacker computes: RunConfig's hash rule applied to the raw (invalid) config."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    ident = {k: v for k, v in config.items() if k in V1_FIELDS or v != defaults[k]}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+
+def _png_header_bomb(width, height) -> bytes:
+    """A real grayscale PNG of width x height zero pixels, streamed so no big array exists:
+    a few hundred KB that would decode to width * height bytes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    comp, row, parts = zlib.compressobj(9), bytes(width + 1), []
+    for _ in range(height):
+        parts.append(comp.compress(row))
+    parts.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [12000, 4000, 513])
+def test_image_bomb_prompt_is_rejected_before_decoding(populated, tmp_path, side):
+    rec = make_record(1)
+    members = _members(rec)
+    bomb = _png_header_bomb(side, side)
+    assert len(bomb) < 200_000
+    members[0] = (members[0][0], bomb)
+    path = _zip(tmp_path / "bomb.zip", [_manifest(), *members])
+    _rejected(populated, path, f"results/{rec['hash']}.json", "prompt_png", f"{side}x{side}")
+    with pytest.raises(RecordError, match="pixels"):  # the same limit at put()
+        populated.put({**rec, "prompt_png": base64.b64encode(bomb).decode()})
+
+
+def test_prompt_png_is_reencoded_never_stored_as_received(populated, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("payload", "x" * 5000)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buf, format="PNG", pnginfo=info)
+    received = buf.getvalue() + b"trailing bytes after IEND"
+    rec = make_record(2, with_prompt=False)
+    rec["prompt_png"] = base64.b64encode(received).decode()
+    populated.put(rec)
+    stored = base64.b64decode(populated.get(rec["hash"])["prompt_png"])
+    assert stored != received and b"payload" not in stored and b"trailing" not in stored
+    assert Image.open(io.BytesIO(stored)).getpixel((3, 3)) == (10, 20, 30)
+
+
+@pytest.mark.parametrize("change,field", [({"dataset": 123}, "dataset"), ({"seed": "abc"}, "seed"),
+                                          ({"level": True}, "level"), ({"shots": 2.5}, "shots"),
+                                          ({"val_per_class": 0}, "val_per_class"), ({"preset": "../x"}, "preset"),
+                                          ({"level": 10 ** 6}, "level")])
+def test_poisoned_config_with_a_correctly_recomputed_hash(populated, tmp_path, change, field):
+    rec = make_record(3, with_prompt=False)
+    rec["config"] = {**rec["config"], **change}
+    rec["hash"] = _forged_hash(rec["config"])
+    path = _zip(tmp_path / "p.zip", [_manifest(), *_members(rec)])
+    _rejected(populated, path, f"results/{rec['hash']}.json", "invalid config", field)
+    with pytest.raises(RecordError, match="invalid config"):
+        populated.put(rec)
+
+
+def test_non_canonical_config_is_rejected(populated, tmp_path):
+    rec = make_record(4, with_prompt=False)
+    rec["config"]["shots"] = "5"  # hashes like 5, but the table would show something else than was hashed
+    _rejected(populated, _zip(tmp_path / "c.zip", [_manifest(), *_members(rec)]), "config.shots", "canonical")
+
+
+@pytest.mark.parametrize("path_,value,needle", [
+    ("metrics.accuracy", 1e308, "metrics.accuracy"), ("metrics.ece", -0.1, "metrics.ece"),
+    ("metrics.brier", 2.5, "metrics.brier"), ("metrics.nll", 1e5, "metrics.nll"),
+    ("metrics.accuracy", "0.9", "metrics.accuracy"), ("metrics.accuracy", True, "metrics.accuracy"),
+    ("remaining_fraction", 1.5, "remaining_fraction"), ("best_epoch", -1, "best_epoch"),
+    ("ticket", "t" * 10_000, "ticket"), ("classes", ["c" * 1000], "classes[0]"),
+    ("curves", [{"epoch": 1}] * 10_001, "curves"), ("mapping_history", [[0]] * 10_001, "mapping_history"),
+    ("curves", [{"epoch": "one"}], "curves[0].epoch"), ("reliability.count", [1, 2], "reliability"),
+    ("provenance", {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}, "provenance"),
+    ("scaled", {"temperature": -1.0, "accuracy": 0.5, "ece": 0.1, "mce": 0.1, "nll": 1.0, "brier": 0.5}, "scaled"),
+    ("predictions", {"test": {"dtype": "float16", "shape": [2, 2], "data": "AAAA"}}, "predictions.test"),
+    ("predictions", {"test": {"dtype": "float64", "shape": [1, 1], "data": ""}}, "predictions.test"),
+])
+def test_bad_values_name_the_member_and_the_field(populated, tmp_path, path_, value, needle):
+    rec = json.loads(json.dumps(make_record(5, with_prompt=False)))
+    *parents, last = path_.split(".")
+    target = rec
+    for p in parents:
+        target = target[p]
+    target[last] = value
+    member = f"results/{rec['hash']}.json"
+    _rejected(populated, _zip(tmp_path / "v.zip", [_manifest(), (member, json.dumps(rec))]), member, needle)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_literals_are_rejected(populated, tmp_path, literal):
+    rec = make_record(6, with_prompt=False)
+    text = json.dumps(rec).replace(f'"ece": {json.dumps(rec["metrics"]["ece"])}', f'"ece": {literal}')
+    assert literal in text
+    _rejected(populated, _zip(tmp_path / "n.zip", [_manifest(), (f"results/{rec['hash']}.json", text)]), "metrics.ece")
+
+
+def test_unknown_keys_are_rejected_by_name_never_merged(populated, tmp_path):
+    rec = make_record(7, with_prompt=False)
+    inner = json.loads(json.dumps(rec))
+    inner["metrics"]["hash"] = "0" * 16  # would overwrite the row's hash column
+    _rejected(populated, _zip(tmp_path / "m.zip", [_manifest(), *_members(inner)]), "metrics", "'hash'")
+    top = {**rec, "evil_column": 1}
+    _rejected(populated, _zip(tmp_path / "t.zip", [_manifest(), *_members(top)]), "'evil_column'")
+    with pytest.raises(RecordError, match="evil_column"):
+        populated.put(top)
+    assert "evil_column" not in populated.table().columns
+
+
+@pytest.mark.parametrize("manifest", ["[]", "null", "[1, 2]", '"lthvp-bundle"', "7"])
+def test_manifest_that_is_not_an_object(populated, tmp_path, manifest):
+    rec = make_record(8)
+    _rejected(populated, _zip(tmp_path / "mf.zip", [("manifest.json", manifest), *_members(rec)]), "manifest")
+
+
+@pytest.mark.parametrize("where", ["manifest.json", "results/deep.json"])
+def test_deeply_nested_json(populated, tmp_path, where):
+    deep = "[" * 200_000 + "]" * 200_000
+    members = [_manifest(), *_members(make_record(9))]
+    members = [(n, deep if n == where else d) for n, d in members] + ([(where, deep)] if where.startswith("results/")
+                                                                       else [])
+    _rejected(populated, _zip(tmp_path / "deep.zip", members), where, "nested too deeply")
+
+
+def _patch_member(path: Path, name: str, patch) -> Path:
+    """Apply ``patch(data, header_offset, is_local_header)`` to both zip headers of ``name``."""
+    data = bytearray(path.read_bytes())
+    for sig, name_len_at, header_len in ((b"PK\x03\x04", 26, 30), (b"PK\x01\x02", 28, 46)):
+        pos = data.find(sig)
+        while pos != -1:
+            n = struct.unpack_from("<H", data, pos + name_len_at)[0]
+            if bytes(data[pos + header_len:pos + header_len + n]) == name.encode():
+                patch(data, pos, sig == b"PK\x03\x04")
+            pos = data.find(sig, pos + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _flip_data(data, pos, local):  # zlib.error
+    if local:
+        n, extra = struct.unpack_from("<HH", data, pos + 26)
+        for i in range(pos + 30 + n + extra, pos + 38 + n + extra):
+            data[i] ^= 0xFF
+
+
+def _method_99(data, pos, local):  # NotImplementedError
+    struct.pack_into("<H", data, pos + (8 if local else 10), 99)
+
+
+def _encrypted(data, pos, local):  # RuntimeError
+    at = pos + (6 if local else 8)
+    struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | 1)
+
+
+def _overrun(data, pos, local):  # EOFError (stored member claiming more bytes than the file holds)
+    struct.pack_into("<II", data, pos + (18 if local else 20), 100_000, 100_000)
+
+
+def _bad_crc(data, pos, local):  # BadZipFile
+    struct.pack_into("<I", data, pos + (14 if local else 16), 12345)
+
+
+@pytest.mark.parametrize("patch,stored", [(_flip_data, False), (_method_99, False), (_encrypted, False),
+                                          (_overrun, True), (_bad_crc, False)])
+def test_corrupt_zip_members(populated, tmp_path, patch, stored):
+    rec = make_record(10, with_prompt=False)
+    member = f"results/{rec['hash']}.json"
+    body = json.dumps({**rec, "curves": [{"epoch": i, "val_acc": 0.5} for i in range(200)]})
+    path = _zip(tmp_path / "corrupt.zip", [_manifest(), (member, body)],
+                compression=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+    _rejected(populated, _patch_member(path, member, patch), member, "corrupt zip member")
+
+
+def test_oversize_record_and_bundle(populated, tmp_path, monkeypatch):
+    rec = make_record(11, with_prompt=False)
+    big = {**rec, "classes": ["c" * 200] * 11_000}  # every entry valid, 2.2 MB in all
+    member = f"results/{rec['hash']}.json"
+    _rejected(populated, _zip(tmp_path / "big.zip", [_manifest(), (member, json.dumps(big))]), member, "too large")
+    with pytest.raises(RecordError, match="too large"):
+        populated.put(big)
+    monkeypatch.setattr(store_mod, "MAX_EXPANDED_BYTES", 5_000)  # the whole-bundle limit, on what really expands
+    many = [make_record(20 + i, with_prompt=False) for i in range(8)]
+    members = [_manifest()] + [m for r in many for m in _members(r)]
+    _rejected(populated, _zip(tmp_path / "many.zip", members), "in total")
+
+
+def test_v1_fixture_and_shipped_bundle_import_unchanged(tmp_path):
+    for bundle in (Path(__file__).parent / "fixtures" / "mini_digits_v1.zip", REPO / "cache" / "mini_digits.zip"):
+        if not bundle.exists():
+            continue
+        with zipfile.ZipFile(bundle) as zf:
+            raw = {}
+            for n in zf.namelist():
+                if n.startswith("results/"):
+                    r = json.loads(zf.read(n))
+                    if "prompt" in r:
+                        r["prompt_png"] = base64.b64encode(zf.read(r.pop("prompt"))).decode()
+                    raw[r["hash"]] = r
+        s = ResultStore(tmp_path / bundle.stem)
+        assert s.import_bundle(bundle) == 294 == len(raw)
+        assert all(s.get(h) == raw[h] for h in raw)
+        assert s.check() == []
+
+
+# --- the store on disk --------------------------------------------------------------------------
+
+def test_corrupt_or_empty_cache_db_gives_the_recovery_command(tmp_path, capsys):
+    from lthvp import store_admin
+
+    bad = tmp_path / "bad"
+    ResultStore(bad).put(make_record(30))
+    (bad / "cache.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError) as exc:
+        ResultStore(bad)
+    message = str(exc.value)
+    assert "\n" not in message and "python -m lthvp store check" in message and "store delete" in message
+    assert main(["run", "--method", "lp", "--store", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "store check" in err and "Traceback" not in err
+    assert store_admin.check(bad) == 2 and "move it aside" in capsys.readouterr().err
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "cache.db").write_bytes(b"")
+    os.utime(empty / "cache.db", (time.time() - 3600, time.time() - 3600))
+    with pytest.raises(StoreError, match="0 bytes.*store check"):
+        ResultStore(empty)
+    assert (empty / "cache.db").stat().st_size == 0  # left as found
+    fresh = tmp_path / "fresh"  # a 0-byte file just created is another process opening a new store
+    fresh.mkdir()
+    (fresh / "cache.db").write_bytes(b"")
+    assert len(ResultStore(fresh)) == 0
+
+
+def test_delete_and_check(tmp_path, capsys):
+    from lthvp import store_admin
+    from lthvp.jobs import DONE, JobQueue
+
+    s = ResultStore(tmp_path / "s")
+    a, b = make_record(40), make_record(41, method="lp")
+    s.put(a)
+    s.put(b)
+    assert s.check() == []
+    v = s.version
+    assert s.delete([a["hash"], "f" * 16]) == [a["hash"]]
+    assert s.hashes() == [b["hash"]] and s.version == v + 1 and list(s.table()["hash"]) == [b["hash"]]
+    assert "deleted" in json.loads(s.cache[f"deleted:{a['hash']}"])
+    assert s.delete([a["hash"]]) == [] and s.version == v + 1
+
+    # a record written before validation existed (straight into the cache) is found and removed
+    poisoned = json.loads(json.dumps(make_record(42, with_prompt=False)))
+    poisoned["metrics"]["accuracy"] = 7.0
+    s.cache.set(f"result:{poisoned['hash']}", json.dumps(poisoned))
+    s.cache.set(f"row:{poisoned['hash']}", json.dumps({"hash": poisoned["hash"]}))
+    assert s.check() == [poisoned["hash"]] and "metrics.accuracy" in s.problems()[poisoned["hash"]]
+    queue = JobQueue.for_store(s.directory)
+    sub = queue.submit(RunConfig.from_dict(poisoned["config"]))
+    job = queue.claim("w")
+    queue.finish(job["id"], "w", DONE)
+    assert store_admin.check(s.directory) == 1
+    out = capsys.readouterr().out
+    assert f"bad {poisoned['hash']}" in out and "store delete" in out
+    assert store_admin.delete([poisoned["hash"]], s.directory) == 0
+    assert queue.get(sub.job_id) is None  # the finished job goes too: the run can be submitted again
+    assert store_admin.check(s.directory) == 0 and s.hashes() == [b["hash"]]
+    assert store_admin.delete(["not-a-hash"], s.directory) == 2
+    assert store_admin.delete(["e" * 16], s.directory) == 1
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+def test_worker_loop_rejects_a_non_positive_poll(tmp_path):
+    from lthvp.jobs import JobQueue
+    from lthvp.worker import Worker
+
+    w = Worker(JobQueue.for_store(tmp_path / "s"), ResultStore(tmp_path / "s"), log=lambda m: None)
+    for bad in (0, -1, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="seconds > 0"):
+            w.loop(once=True, poll=bad)
+
+
+TERM_SCRIPT = """
+import sys, time
+from lthvp.jobs import JobQueue
+from lthvp.store import ResultStore
+from lthvp.worker import Worker, install_stop_handler
+store_dir = sys.argv[1]
+def run(config, store, progress=None):
+    progress({"epoch": 1, "epochs": 100})
+    time.sleep(60)
+w = Worker(JobQueue.for_store(store_dir), ResultStore(store_dir), runner=run, log=lambda m: None)
+install_stop_handler(w)
+n = w.loop(poll=0.05)
+print("clean exit", n)
+"""
+
+
+def test_sigterm_puts_the_running_job_back_in_the_queue(tmp_path):
+    from lthvp.jobs import QUEUED, RUNNING, JobQueue
+
+    store_dir = tmp_path / "s"
+    ResultStore(store_dir)
+    queue = JobQueue.for_store(store_dir)
+    sub = queue.submit(RunConfig(method="lp", epochs=1, seed=3))
+    proc = subprocess.Popen([sys.executable, "-c", TERM_SCRIPT, str(store_dir)], stdout=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while (queue.get(sub.job_id)["state"] != RUNNING or not queue.get(sub.job_id)["progress"]) \
+                and time.time() < deadline:
+            time.sleep(0.05)
+        assert queue.get(sub.job_id)["state"] == RUNNING
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and b"clean exit 0" in out
+    job = queue.get(sub.job_id)
+    assert job["state"] == QUEUED and job["worker"] is None and "stopped" in job["requeued"]
+    assert queue.workers() == [] and queue.claim("next")["id"] == sub.job_id
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+def test_user_text_on_the_run_page_is_escaped():
+    import ast
+
+    tree = ast.parse((REPO / "pages" / "run.py").read_text())
+    wanted = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == "plain")
+              or (isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "PUNCTUATION" for t in n.targets))]
+    scope = {}
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), "pages/run.py", "exec"), scope)
+    hostile = "![x](http://evil/p.png) [a](javascript:alert(1)) **b** <b>c</b> :red[d] $x$ `e`\n# h"
+    shown = scope["plain"](hostile, limit=200)
+    assert "\n" not in shown
+    for i, ch in enumerate(shown):
+        if ch in scope["PUNCTUATION"] and ch != "\\":
+            assert shown[i - 1] == "\\", (i, shown)
+    assert shown.replace("\\", "") == " ".join(hostile.split()).replace("\\", "")
+    assert len(scope["plain"]("x" * 1000)) == 64
