@@ -24,13 +24,22 @@ if [[ $STAGE == all || $STAGE == lr ]]; then
   stamp "set MINI.vp_lr in lthvp/presets.py to the chosen value before the sweep if it changed"
 fi
 if [[ $STAGE == all || $STAGE == sweep ]]; then
+  # Seed-major order: every seed completes the whole grid for all families before the next seed
+  # starts, so an interrupted sweep still leaves complete, paired replicates. SHARD=K/2 runs one
+  # half (one process per core); without it both halves run here side by side.
   AXES=(--preset mini --dataset digits --family 0 1 2 --method vp map lp --level 0 2 4 6 8
-        --shots 1 5 10 full --seed 0 1 2 3 4 --random-levels 2 4 6 8 --random-shots 5 full --store "$STORE")
+        --shots 1 5 10 full --random-levels 2 4 6 8 --random-shots 5 full --store "$STORE")
+  sweep_shard() {
+    for seed in 0 1 2 3 4; do
+      OMP_NUM_THREADS=1 "$PY" -m lthvp sweep "${AXES[@]}" --seed "$seed" --shard "$1" || true
+    done
+  }
   start=$(date +%s)
-  OMP_NUM_THREADS=1 "$PY" -m lthvp sweep "${AXES[@]}" --shard 0/2 &
-  OMP_NUM_THREADS=1 "$PY" -m lthvp sweep "${AXES[@]}" --shard 1/2
-  wait
+  if [[ -n ${SHARD:-} ]]; then sweep_shard "$SHARD"; else sweep_shard 0/2 & sweep_shard 1/2; wait; fi
   stamp "sweep wall time: $(( $(date +%s) - start )) s"
+  if [[ -z ${SHARD:-} ]]; then  # a last pass runs (and reports) anything still missing
+    OMP_NUM_THREADS=1 "$PY" -m lthvp sweep "${AXES[@]}" --seed 0 1 2 3 4
+  fi
 fi
 if [[ $STAGE == all || $STAGE == export ]]; then
   "$PY" -m lthvp export cache/mini_digits.zip --store "$STORE" --dataset digits --family 0 1 2 \
