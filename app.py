@@ -19,7 +19,11 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 
-SHOWN_VERSION = db.store().version  # the store version this page was drawn from
+try:
+    SHOWN_VERSION = db.store().version  # the store version this page was drawn from
+except ValueError as err:  # a damaged store: say how to recover, draw nothing from it
+    st.error(str(err))
+    st.stop()
 
 
 @st.fragment(run_every=5)
@@ -28,7 +32,11 @@ def store_status():
     results arrive the whole page is redrawn (widget values live in the URL, so they stay)."""
     if db.store().version != SHOWN_VERSION:
         st.rerun(scope="app")
-    counts = db.queue().counts()
+    try:
+        counts = db.queue().counts()
+    except ValueError as err:  # a damaged job queue: the results stay readable
+        st.error(str(err))
+        return
     active = counts["queued"] + counts["running"]
     st.caption(f"**Store** `{db.store_dir()}`  \n{len(db.results())} results"
                + (f" · {counts['running']} running, {counts['queued']} queued" if active else ""))

@@ -6,7 +6,6 @@ Records are JSON strings (nothing is ever unpickled). Every read-modify-write ha
 workers never run one job.
 
 States::
-
     queued -> running -> done | failed | cancelled
                       \\-> crashed   (heartbeat stale or the worker's pid is gone)
                       \\-> queued    (its worker was stopped by SIGTERM/Ctrl-C: back in line, same place)
@@ -27,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import diskcache
-
 from lthvp.config import RunConfig
+from lthvp.disk_cache import open_cache
 from lthvp.presets import resolve
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED, CRASHED = "queued", "running", "done", "failed", "cancelled", "crashed"
@@ -38,9 +36,7 @@ FINISHED = (DONE, FAILED, CANCELLED, CRASHED)
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, CRASHED)
 HEARTBEAT_S = 2.0  # how often a worker heartbeats
 STALE_S = 30.0  # a running job / worker without a heartbeat for this long is dead
-
-JOB = "job:"
-WORKER = "worker:"
+JOB, WORKER = "job:", "worker:"  # key prefixes
 
 
 def jobs_dir(store_dir: str | os.PathLike) -> Path:
@@ -73,6 +69,10 @@ class Submission:
     job: dict | None
 
 
+class QueueError(ValueError):
+    """A job queue that cannot be opened as it is (the message says how to recover)."""
+
+
 class JobCancelled(Exception):
     """Raised inside a run's progress callback when its job was cancelled."""
 
@@ -80,9 +80,8 @@ class JobCancelled(Exception):
 class JobQueue:
     def __init__(self, directory: str | os.PathLike, stale_s: float = STALE_S):
         self.directory = Path(directory)
-        if not self.directory.exists():  # private (0700) when the queue creates it; never chmod an existing one
-            self.directory.mkdir(parents=True, mode=0o700, exist_ok=True)
-        self.cache = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2 ** 62)
+        self.cache = open_cache(directory, "the job queue path", lambda why: QueueError(
+            f"the job queue {directory} cannot be read ({why}); jobs are disposable: stop the workers, move it aside"))
         self.stale_s = stale_s
         self.host = socket.gethostname()
 

@@ -27,6 +27,9 @@ def apply_prompt(prompt: np.ndarray, images: np.ndarray, image_size: int) -> lis
     from PIL import Image
 
     canvas = prompt.shape[0]
+    if prompt.shape[1] != canvas or canvas < image_size:
+        raise ValueError(f"the stored prompt is {prompt.shape[1]}x{canvas} pixels: it cannot frame a "
+                         f"{image_size}px image (a square canvas of at least {image_size}px is needed)")
     lo = (canvas - image_size + 1) // 2
     out = []
     for img in images:

@@ -12,18 +12,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sqlite3
 import stat
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import diskcache
 import pandas as pd
 
+from lthvp.disk_cache import open_cache
 from lthvp.provenance import now_iso, provenance
 from lthvp.record_schema import RecordError, flat_row, stored_problem, validate_record  # noqa: F401 (re-exported)
 
@@ -33,7 +31,6 @@ MAX_MEMBER_BYTES = 32 * 1024 * 1024  # one member, as read (a record with two la
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # the zip file
 MAX_EXPANDED_BYTES = 1024 * 1024 * 1024  # all members together, as read
 MAX_MEMBERS = 200_000
-EMPTY_DB_GRACE_S = 10.0  # a 0-byte cache.db younger than this is another process creating the store
 
 
 class BundleError(RecordError):
@@ -46,27 +43,15 @@ class StoreError(ValueError):
 
 def _unreadable(directory: Path, reason: str) -> StoreError:
     return StoreError(f"the results store {directory} cannot be read ({reason}); recover with `python -m lthvp "
-                      f"store check --store {directory}` (then `store delete HASH...`), or move "
+                      f"store check --store {directory}` (then `store delete HASH...`; `store repair` does both, or rebuilds "
+                      f"an unreadable cache.db from what can still be read), or move "
                       f"{directory / 'cache.db'} aside to start an empty store that re-imports the shipped bundles")
 
 
 class ResultStore:
     def __init__(self, directory: str | os.PathLike):
-        if not str(directory).strip():
-            raise ValueError("the store path is empty; name a directory (e.g. --store cache/store)")
         self.directory = Path(directory)
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(f"the store path {self.directory} is a file, not a directory")
-        if not self.directory.exists():  # only what the store creates is made private (0700)
-            self.directory.mkdir(parents=True, mode=0o700, exist_ok=True)
-        db = self.directory / "cache.db"
-        if db.is_file() and db.stat().st_size == 0 and time.time() - db.stat().st_mtime > EMPTY_DB_GRACE_S:
-            raise _unreadable(self.directory, "cache.db is empty (0 bytes)")
-        try:
-            self.cache = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2 ** 62)
-            self.cache.get("version")
-        except sqlite3.DatabaseError as err:
-            raise _unreadable(self.directory, f"cache.db: {err}") from None
+        self.cache = open_cache(directory, "the store path", lambda reason: _unreadable(self.directory, reason))
 
     # results -----------------------------------------------------------------------------
     def put(self, record: dict) -> None:

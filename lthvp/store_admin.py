@@ -1,20 +1,24 @@
 """``python -m lthvp store check|delete``: find and remove stored results that fail the schema.
 
 Plain functions that print and return an exit code (0 fine, 1 problems found, 2 cannot proceed),
-so the CLI only wires them (:func:`add_parser`). ``check`` never writes; ``delete`` removes results
-in one transaction, records each removal (``deleted:<hash>`` with its time) and forgets the
-finished job of each removed hash, so the run can be submitted again.
+so the CLI only wires them. ``check`` never writes; ``delete`` removes results in one transaction,
+records each removal (``deleted:<hash>`` with its time) and forgets the finished job of each
+removed hash, so the run can be submitted again; ``repair`` deletes what ``check`` finds, or, when
+``cache.db`` itself is unreadable, moves it aside and rebuilds the store from every result that can
+still be read (its rows, and the large values diskcache keeps as files), each validated again.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 from lthvp.jobs import JobQueue, jobs_dir
-from lthvp.store import ResultStore, StoreError
+from lthvp.store import RecordError, ResultStore, StoreError
 
 HASH = re.compile(r"[0-9a-f]{16}")
 
@@ -114,7 +118,68 @@ def delete(hashes, store_dir=None, out=None, err=None) -> int:
     return 0 if not missing else 1
 
 
+def _salvage(broken: Path, directory: Path) -> list[str]:
+    """JSON texts of results still readable from a moved-aside ``cache.db`` and from the value
+    files beside it (diskcache keeps values over 32 KB as ``*.val`` files)."""
+    texts = []
+    try:
+        con = sqlite3.connect(f"file:{broken}?mode=ro", uri=True)
+        try:
+            for value, filename in con.execute("SELECT value, filename FROM Cache WHERE key LIKE 'result:%'"):
+                if isinstance(value, str):
+                    texts.append(value)
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        pass  # nothing readable in the database file itself
+    for path in sorted(directory.glob("*/*/*.val")):
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return texts
+
+
+def repair(store_dir=None, out=None, err=None) -> int:
+    """Make the store sound: delete the results ``check`` rejects, or rebuild an unreadable one."""
+    out, err = out or sys.stdout, err or sys.stderr
+    directory = _directory(store_dir)
+    store = _open(directory, err)
+    if store is False:
+        return 2
+    if store is not None:
+        bad = sorted(store.problems())
+        if not bad:
+            print("nothing to repair: every stored result passes the schema", file=out)
+            return 0
+        return delete(bad, directory, out, err)
+    broken = directory / f"cache.db.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in ("", "-wal", "-shm"):
+        if (directory / f"cache.db{suffix}").exists():
+            (directory / f"cache.db{suffix}").rename(Path(f"{broken}{suffix}"))
+    records, rejected = {}, 0
+    for text in _salvage(broken, directory):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue  # another kind of value (a row, a job)
+        if isinstance(record, dict) and "config" in record and "hash" in record:
+            records.setdefault(str(record["hash"]), record)
+    fresh = ResultStore(directory)
+    for record in records.values():
+        try:
+            fresh.put(record)
+        except RecordError:
+            rejected += 1
+    print(f"moved the damaged database to {broken}; recovered {len(records) - rejected} result(s) into a new "
+          f"cache.db" + (f", {rejected} failed the schema and were left out" if rejected else "")
+          + "; results that cannot be read are lost: re-import their bundles (python -m lthvp import BUNDLE)", file=out)
+    return 0
+
+
 def run(args) -> int:
     if args.store_command == "check":
         return check(args.store)
+    if args.store_command == "repair":
+        return repair(args.store)
     return delete(args.hashes, args.store)

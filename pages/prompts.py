@@ -69,19 +69,29 @@ st.subheader("The prompt applied to target images")
 level = st.selectbox("Level", [r["config"]["level"] for r in records] or levels_all, key="level",
                      bind="query-params", format_func=lambda lv: f"L{lv}")
 rec = db.find_record(sel, level=level)
-if rec is not None and rec.get("prompt_png"):
+
+
+def show_applied(rec):
     examples, err = target_examples(ds)
     if examples is None:
         st.warning(f"Target images unavailable: {err}")
-    else:
-        images, labels = examples
-        prompt = prompt_plots.decode_png(rec["prompt_png"])
+        return
+    images, labels = examples
+    prompt = prompt_plots.decode_png(rec["prompt_png"])
+    try:
         composed = prompt_plots.apply_prompt(prompt, images, rec["config"]["image_size"])
-        st.plotly_chart(prompt_plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6),
-                        key="applied", theme=None)
-        st.caption(f"Test images resized to {rec['config']['image_size']}px, zero-padded into the "
-                   f"{prompt.shape[0]}px canvas, plus the learned border: what the frozen model sees "
-                   "(before normalisation).")
+    except ValueError as err:  # a bundle's prompt that does not fit its own config
+        st.warning(f"This run's prompt cannot be applied: {err}.")
+        return
+    st.plotly_chart(prompt_plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6),
+                    key="applied", theme=None)
+    st.caption(f"Test images resized to {rec['config']['image_size']}px, zero-padded into the "
+               f"{prompt.shape[0]}px canvas, plus the learned border: what the frozen model sees "
+               "(before normalisation).")
+
+
+if rec is not None and rec.get("prompt_png"):
+    show_applied(rec)
 
 st.subheader("Label mapping: target class → source class")
 table = prompt_plots.mapping_table([db.find_record(sel, level=lv) for lv in levels if db.find_record(sel, level=lv)],

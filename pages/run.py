@@ -34,7 +34,11 @@ def plain(text, limit: int = 64) -> str:
 PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~:$&\"'=^/%@,;?")
 
 st.title("Run experiments")
-queue = db.queue()
+try:
+    queue = db.queue()
+except ValueError as err:  # a damaged job queue: say how to recover instead of a traceback
+    st.error(str(err))
+    st.stop()
 store = db.store()
 c0, c1, c2, c3 = st.columns([1, 1, 1, 2])
 preset = c0.selectbox("Preset", list(PRESETS), key="r_preset", bind="query-params",

@@ -1,51 +1,17 @@
 """AppTest for every page against a store filled from the shipped bundle (cache/mini_digits.zip)
 or, when that is absent, from a small bundle of real tiny runs built once and cached under artifacts/."""
 
-import hashlib
 import io
 import json
 import os
 import zipfile
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "cache" / "mini_digits.zip"
+from helpers import REPO, page_bundle
+
 PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/effects.py", "pages/run_detail.py", "pages/prompts.py", "pages/run.py",
          "pages/bundles.py"]
-
-
-def small_configs():
-    from lthvp.config import RunConfig
-
-    cfgs = [RunConfig(dataset="digits", method="lp", level=lv, shots=1, seed=sd, epochs=2)
-            for lv in (0, 1) for sd in (0, 1)]
-    cfgs += [RunConfig(dataset="digits", method="vp", level=lv, shots=1, seed=0, epochs=2) for lv in (0, 1)]
-    cfgs += [RunConfig(dataset="digits", method="vp", level=0, shots=2, seed=0, epochs=1)]
-    return cfgs
-
-
-def test_bundle() -> Path:
-    """The shipped bundle if present, else a small real one (built once per ticket files)."""
-    if SHIPPED.exists():
-        return SHIPPED
-    from lthvp.runner import run
-    from lthvp.store import ResultStore
-
-    tickets = [REPO / "tickets" / "mini" / f"level_{i}.safetensors" for i in (0, 1)]
-    key = hashlib.sha256(json.dumps([[str(t), t.stat().st_size, t.stat().st_mtime] for t in tickets]
-                                    + [c.to_dict() for c in small_configs()]).encode()).hexdigest()[:12]
-    path = REPO / "artifacts" / "test-bundle" / f"small-{key}.zip"
-    if not path.exists():
-        store = ResultStore(path.parent / f"store-{key}")
-        for c in small_configs():
-            run(c, store)
-        store.export_bundle(path, note="test fixture: tiny real runs")
-    return path
-
-
-test_bundle.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +22,7 @@ def app_store(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("appstore") / "store"
     store = ResultStore(directory)
-    store.import_bundle(test_bundle())
+    store.import_bundle(page_bundle())
     old = {k: os.environ.get(k) for k in ("LTHVP_STORE", "LTHVP_AUTOSTART_WORKER")}
     os.environ.update(LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="0")
     cache_data.clear()
@@ -209,13 +175,13 @@ def test_bundles_import_report(app_store, tmp_path):
     at = ok(app("pages/bundles.py"))
     (download,) = at.get("download_button")
     assert f"{len(app_store)} of {len(app_store)} results" in download.proto.label
-    data = test_bundle().read_bytes()
+    data = page_bundle().read_bytes()
     at.file_uploader(key="b_upload").upload("again.zip", data, "application/zip")
     ok(at.run())
     text = " ".join(s.value for s in at.success)
     from lthvp.store import read_bundle
 
-    n_bundle = len(read_bundle(test_bundle()))
+    n_bundle = len(read_bundle(page_bundle()))
     assert "0 added" in text and f"{n_bundle} skipped" in text
     table = at.dataframe[0].value
     assert len(table) == n_bundle and set(table["status"]) == {"skipped: already stored"}
@@ -232,7 +198,7 @@ def test_bundles_import_report(app_store, tmp_path):
     from lthvp.store import ResultStore
 
     other = ResultStore(tmp_path / "other")
-    other.import_bundle(test_bundle())
+    other.import_bundle(page_bundle())
     rec = next(iter(other.records()))
     cfg = dict(rec["config"], seed=99)
     from lthvp.config import RunConfig

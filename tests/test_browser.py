@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app import REPO, test_bundle
+from helpers import REPO, page_bundle
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("LTHVP_CHROMIUM", "/usr/bin/chromium")
@@ -39,7 +39,7 @@ def server(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("browser") / "store"
     store = ResultStore(directory)
-    store.import_bundle(test_bundle())
+    store.import_bundle(page_bundle())
     port = free_port()
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
     env = dict(os.environ, LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="1", OMP_NUM_THREADS="1",
@@ -164,7 +164,7 @@ def test_open_page_learns_of_new_results(server, browser):
     from playwright.sync_api import expect
 
     from lthvp.jobs import JobQueue
-    from test_store import make_record
+    from helpers import make_record
 
     url, store, directory = server
     queue, deadline = JobQueue.for_store(directory), time.time() + 120

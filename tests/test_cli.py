@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -61,8 +60,7 @@ def test_argparse_rejects_unknown_method(tmp_path, capsys):
 def test_export_import_cli(tmp_path, capsys):
     from lthvp.store import ResultStore, read_bundle
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_store import make_record
+    from helpers import make_record
 
     src = ResultStore(tmp_path / "src")
     records = [make_record(7), make_record(8, method="lp")]  # seeds the shipped bundle does not hold

@@ -25,8 +25,7 @@ from lthvp.cli import main
 from lthvp.config import V1_FIELDS, RunConfig
 from lthvp.store import BundleError, RecordError, ResultStore, StoreError, read_bundle
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_store import _members, make_record  # noqa: E402
+from helpers import bundle_members, make_record
 
 
 @pytest.mark.parametrize("kwargs,needle", [
@@ -162,7 +161,7 @@ def _png_header_bomb(width, height) -> bytes:
 @pytest.mark.parametrize("side", [12000, 4000, 513])
 def test_image_bomb_prompt_is_rejected_before_decoding(populated, tmp_path, side):
     rec = make_record(1)
-    members = _members(rec)
+    members = bundle_members(rec)
     bomb = _png_header_bomb(side, side)
     assert len(bomb) < 200_000
     members[0] = (members[0][0], bomb)
@@ -196,7 +195,7 @@ def test_poisoned_config_with_a_correctly_recomputed_hash(populated, tmp_path, c
     rec = make_record(3, with_prompt=False)
     rec["config"] = {**rec["config"], **change}
     rec["hash"] = _forged_hash(rec["config"])
-    path = _zip(tmp_path / "p.zip", [_manifest(), *_members(rec)])
+    path = _zip(tmp_path / "p.zip", [_manifest(), *bundle_members(rec)])
     _rejected(populated, path, f"results/{rec['hash']}.json", "invalid config", field)
     with pytest.raises(RecordError, match="invalid config"):
         populated.put(rec)
@@ -205,7 +204,7 @@ def test_poisoned_config_with_a_correctly_recomputed_hash(populated, tmp_path, c
 def test_non_canonical_config_is_rejected(populated, tmp_path):
     rec = make_record(4, with_prompt=False)
     rec["config"]["shots"] = "5"  # hashes like 5, but the table would show something else than was hashed
-    _rejected(populated, _zip(tmp_path / "c.zip", [_manifest(), *_members(rec)]), "config.shots", "canonical")
+    _rejected(populated, _zip(tmp_path / "c.zip", [_manifest(), *bundle_members(rec)]), "config.shots", "canonical")
 
 
 @pytest.mark.parametrize("path_,value,needle", [
@@ -244,9 +243,9 @@ def test_unknown_keys_are_rejected_by_name_never_merged(populated, tmp_path):
     rec = make_record(7, with_prompt=False)
     inner = json.loads(json.dumps(rec))
     inner["metrics"]["hash"] = "0" * 16  # would overwrite the row's hash column
-    _rejected(populated, _zip(tmp_path / "m.zip", [_manifest(), *_members(inner)]), "metrics", "'hash'")
+    _rejected(populated, _zip(tmp_path / "m.zip", [_manifest(), *bundle_members(inner)]), "metrics", "'hash'")
     top = {**rec, "evil_column": 1}
-    _rejected(populated, _zip(tmp_path / "t.zip", [_manifest(), *_members(top)]), "'evil_column'")
+    _rejected(populated, _zip(tmp_path / "t.zip", [_manifest(), *bundle_members(top)]), "'evil_column'")
     with pytest.raises(RecordError, match="evil_column"):
         populated.put(top)
     assert "evil_column" not in populated.table().columns
@@ -255,13 +254,13 @@ def test_unknown_keys_are_rejected_by_name_never_merged(populated, tmp_path):
 @pytest.mark.parametrize("manifest", ["[]", "null", "[1, 2]", '"lthvp-bundle"', "7"])
 def test_manifest_that_is_not_an_object(populated, tmp_path, manifest):
     rec = make_record(8)
-    _rejected(populated, _zip(tmp_path / "mf.zip", [("manifest.json", manifest), *_members(rec)]), "manifest")
+    _rejected(populated, _zip(tmp_path / "mf.zip", [("manifest.json", manifest), *bundle_members(rec)]), "manifest")
 
 
 @pytest.mark.parametrize("where", ["manifest.json", "results/deep.json"])
 def test_deeply_nested_json(populated, tmp_path, where):
     deep = "[" * 200_000 + "]" * 200_000
-    members = [_manifest(), *_members(make_record(9))]
+    members = [_manifest(), *bundle_members(make_record(9))]
     members = [(n, deep if n == where else d) for n, d in members] + ([(where, deep)] if where.startswith("results/")
                                                                        else [])
     _rejected(populated, _zip(tmp_path / "deep.zip", members), where, "nested too deeply")
@@ -307,7 +306,7 @@ def _bad_crc(data, pos, local):  # BadZipFile
 
 @pytest.mark.parametrize("patch,stored", [(_flip_data, False), (_method_99, False), (_encrypted, False),
                                           (_overrun, True), (_bad_crc, False)])
-def test_corrupt_zip_members(populated, tmp_path, patch, stored):
+def test_corrupt_zipbundle_members(populated, tmp_path, patch, stored):
     rec = make_record(10, with_prompt=False)
     member = f"results/{rec['hash']}.json"
     body = json.dumps({**rec, "curves": [{"epoch": i, "val_acc": 0.5} for i in range(200)]})
@@ -325,7 +324,7 @@ def test_oversize_record_and_bundle(populated, tmp_path, monkeypatch):
         populated.put(big)
     monkeypatch.setattr(store_mod, "MAX_EXPANDED_BYTES", 5_000)  # the whole-bundle limit, on what really expands
     many = [make_record(20 + i, with_prompt=False) for i in range(8)]
-    members = [_manifest()] + [m for r in many for m in _members(r)]
+    members = [_manifest()] + [m for r in many for m in bundle_members(r)]
     _rejected(populated, _zip(tmp_path / "many.zip", members), "in total")
 
 
@@ -484,3 +483,85 @@ def test_user_text_on_the_run_page_is_escaped():
             assert shown[i - 1] == "\\", (i, shown)
     assert shown.replace("\\", "") == " ".join(hostile.split()).replace("\\", "")
     assert len(scope["plain"]("x" * 1000)) == 64
+
+
+def test_corrupt_job_queue_is_one_line_and_results_stay_readable(tmp_path, capsys):
+    """A damaged jobs/cache.db: the worker exits 2 with the recovery step; the Run page says so in
+    one line and the result pages still render; a damaged store is one line on every page."""
+    from streamlit import cache_data, cache_resource
+    from streamlit.testing.v1 import AppTest
+
+    from lthvp.jobs import JobQueue, QueueError, jobs_dir
+
+    directory = tmp_path / "store"
+    ResultStore(directory).put(make_record(31))
+    JobQueue.for_store(directory)
+    (jobs_dir(directory) / "cache.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(QueueError, match="jobs are disposable") as exc:
+        JobQueue.for_store(directory)
+    assert "\n" not in str(exc.value)
+    assert main(["worker", "--once", "--store", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert "job queue" in err and "move" in err and "Traceback" not in err
+
+    old = {k: os.environ.get(k) for k in ("LTHVP_STORE", "LTHVP_AUTOSTART_WORKER")}
+    os.environ.update(LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="0")
+    cache_data.clear()
+    cache_resource.clear()
+    try:
+        for page in ("pages/overview.py", "pages/run.py"):
+            at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+            at.switch_page(page)
+            at.run()
+            assert not at.exception, [e.message for e in at.exception]
+            errors = [e.value for e in at.error]
+            if page == "pages/run.py":  # submitting needs the queue: the page says why it cannot
+                assert len(errors) == 1 and "jobs are disposable" in errors[0] and "\n" not in errors[0], errors
+            else:  # the results stay readable
+                assert at.metric and int({m.label: m.value for m in at.metric}["runs"]) == 1
+        (directory / "cache.db").write_bytes(b"not a database either" * 100)  # now the store itself
+        cache_resource.clear()
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+        assert not at.exception and any("store check" in e.value for e in at.error)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        cache_data.clear()
+        cache_resource.clear()
+
+
+def test_store_repair(tmp_path, capsys):
+    """repair deletes results that fail today's schema (recorded), and rebuilds a store whose
+    cache.db is unreadable from the value files still beside it, keeping the damaged file aside."""
+    import numpy as np
+
+    from lthvp import store_admin
+    from lthvp.predictions import encode_probs
+
+    directory = tmp_path / "store"
+    s = ResultStore(directory)
+    small = make_record(40)
+    large = make_record(41)  # predictions push it over diskcache's 32 KB: kept as a value file
+    large["predictions"] = {"test": encode_probs(np.random.default_rng(0).dirichlet(np.ones(10), size=2000))}
+    s.put(small)
+    s.put(large)
+    assert store_admin.repair(directory) == 0 and "nothing to repair" in capsys.readouterr().out
+    bad = {**make_record(42), "metrics": {**small["metrics"], "accuracy": 2.0}}
+    s.cache.set(f"result:{bad['hash']}", json.dumps(bad))  # written past the schema, as an old version might have
+    assert store_admin.repair(directory) == 0
+    after = ResultStore(directory)
+    assert bad["hash"] in capsys.readouterr().out and after.hashes() == sorted([small["hash"], large["hash"]])
+
+    import gc
+
+    s.cache.close()
+    after.cache.close()  # the app and the workers are stopped before a repair
+    del s, after
+    gc.collect()
+    (directory / "cache.db").write_bytes(b"garbage" * 1000)
+    assert main(["store", "repair", "--store", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "recovered 1 result" in out and "cache.db.broken-" in out
+    again = ResultStore(directory)
+    assert again.hashes() == [large["hash"]] and again.get(large["hash"])["predictions"] == large["predictions"]
+    assert list(directory.glob("cache.db.broken-*")) and store_admin.check(directory) == 0

@@ -2,46 +2,19 @@
 
 import base64
 import dataclasses
-import io
 import json
 import pickle
 import struct
 import zipfile
 
-import numpy as np
 import pytest
 
 import lthvp.store as store_mod
 from lthvp.config import RunConfig
-from lthvp.metrics import evaluate
 from lthvp.presets import resolve
 from lthvp.store import BundleError, ResultStore
 
-
-def _png_b64(seed=0, size=16):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def make_record(seed=0, method="vp", level=0, with_prompt=True):
-    cfg = resolve(RunConfig(method=method, level=level, seed=seed, shots=5))
-    rng = np.random.default_rng(seed)
-    probs = rng.dirichlet(np.ones(10), size=40)
-    labels = rng.integers(0, 10, size=40)
-    m = evaluate(probs, labels)
-    record = {"hash": cfg.hash(), "config": cfg.to_dict(),
-              "metrics": {k: m[k] for k in ("accuracy", "ece", "mce", "nll", "brier")},
-              "reliability": m["reliability"], "per_class_accuracy": m["per_class_accuracy"],
-              "remaining_fraction": 0.8 ** level, "best_epoch": 3, "curves": [{"epoch": 1, "val_acc": 0.5}],
-              "mapping": list(range(10)) if method == "vp" else None,
-              "timings": {"total_seconds": 1.5}, "provenance": {"created": "2024-01-01T00:00:00+00:00"}}
-    if with_prompt and method == "vp":
-        record["prompt_png"] = _png_b64(seed)
-    return record
+from helpers import bundle_manifest, bundle_members, make_record, png_b64
 
 
 def test_put_get_has_table_version(store):
@@ -119,23 +92,6 @@ def _snapshot(s):
     return s.version, s.hashes(), [s.get(h) for h in s.hashes()]
 
 
-def _members(record):
-    """Plain members of a valid one-result bundle (as export_bundle writes them)."""
-    rec = dict(record)
-    png = rec.pop("prompt_png", None)
-    out = []
-    if png:
-        rec["prompt"] = f"prompts/{rec['hash']}.png"
-        out.append((rec["prompt"], base64.b64decode(png)))
-    out.append((f"results/{rec['hash']}.json", json.dumps(rec).encode()))
-    return out
-
-
-def _manifest(hashes=()):
-    return ("manifest.json", json.dumps({"format": "lthvp-bundle", "version": 1, "count": len(hashes),
-                                         "results": list(hashes)}).encode())
-
-
 def _write_zip(path, members):
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in members:
@@ -153,7 +109,7 @@ def _assert_rejected(store, path, match=None):
 
 def test_valid_handmade_bundle_is_accepted(populated, tmp_path):
     good = make_record(1)
-    path = _write_zip(tmp_path / "ok.zip", [_manifest([good["hash"]]), *_members(good)])
+    path = _write_zip(tmp_path / "ok.zip", [bundle_manifest([good["hash"]]), *bundle_members(good)])
     assert populated.import_bundle(path) == 1 and populated.get(good["hash"]) == good
 
 
@@ -161,7 +117,7 @@ def test_valid_handmade_bundle_is_accepted(populated, tmp_path):
                                   "C:/x.json", "results\\..\\x.json"])
 def test_path_traversal_and_absolute_paths_rejected(populated, tmp_path, name):
     good = make_record(1)
-    path = _write_zip(tmp_path / "b.zip", [_manifest([good["hash"]]), *_members(good), (name, b"{}")])
+    path = _write_zip(tmp_path / "b.zip", [bundle_manifest([good["hash"]]), *bundle_members(good), (name, b"{}")])
     _assert_rejected(populated, path, match="unsafe path")
     assert not populated.has(good["hash"])
     assert not (tmp_path / "x.json").exists()
@@ -171,7 +127,7 @@ def test_symlink_member_rejected(populated, tmp_path):
     good = make_record(1)
     path = tmp_path / "link.zip"
     with zipfile.ZipFile(path, "w") as zf:
-        for name, data in [_manifest([good["hash"]]), *_members(good)]:
+        for name, data in [bundle_manifest([good["hash"]]), *bundle_members(good)]:
             zf.writestr(name, data)
         info = zipfile.ZipInfo("results/evil.json")
         info.external_attr = 0o120777 << 16
@@ -184,7 +140,7 @@ def test_oversize_member_rejected(populated, tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "MAX_MEMBER_BYTES", 10_000)
     good = make_record(1)
     big = json.dumps({"pad": "x" * 50_000}).encode()
-    path = _write_zip(tmp_path / "big.zip", [_manifest([good["hash"]]), *_members(good), ("results/big.json", big)])
+    path = _write_zip(tmp_path / "big.zip", [bundle_manifest([good["hash"]]), *bundle_members(good), ("results/big.json", big)])
     _assert_rejected(populated, path, match="too large")
     assert not populated.has(good["hash"])
 
@@ -192,7 +148,7 @@ def test_oversize_member_rejected(populated, tmp_path, monkeypatch):
 def test_zip_bomb_member_rejected(populated, tmp_path):
     good = make_record(1)
     bomb = b"\0" * (store_mod.MAX_MEMBER_BYTES + 1024 * 1024)  # ~9 MiB of zeros, compresses to ~9 KiB
-    path = _write_zip(tmp_path / "bomb.zip", [_manifest([good["hash"]]), *_members(good), ("results/bomb.json", bomb)])
+    path = _write_zip(tmp_path / "bomb.zip", [bundle_manifest([good["hash"]]), *bundle_members(good), ("results/bomb.json", bomb)])
     assert path.stat().st_size < 100_000
     _assert_rejected(populated, path)
     assert not populated.has(good["hash"])
@@ -223,7 +179,7 @@ def test_zip_bomb_with_lying_header_rejected(populated, tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "MAX_MEMBER_BYTES", 100_000)
     good = make_record(1)
     bomb = b" " * 2_000_000  # valid-JSON whitespace that expands far beyond the limit
-    path = _write_zip(tmp_path / "liar.zip", [_manifest([good["hash"]]), *_members(good), ("results/liar.json", bomb)])
+    path = _write_zip(tmp_path / "liar.zip", [bundle_manifest([good["hash"]]), *bundle_members(good), ("results/liar.json", bomb)])
     _lie_about_size(path, "results/liar.json", 10)
     with zipfile.ZipFile(path) as zf:
         assert zf.getinfo("results/liar.json").file_size == 10
@@ -234,9 +190,9 @@ def test_zip_bomb_with_lying_header_rejected(populated, tmp_path, monkeypatch):
 def test_bad_json_rejected(populated, tmp_path):
     good = make_record(1)
     path = _write_zip(tmp_path / "badjson.zip",
-                      [_manifest([good["hash"]]), *_members(good), ("results/broken.json", b"{not json")])
+                      [bundle_manifest([good["hash"]]), *bundle_members(good), ("results/broken.json", b"{not json")])
     _assert_rejected(populated, path, match="JSON")
-    path = _write_zip(tmp_path / "badmanifest.zip", [("manifest.json", b"\xff\xfe{"), *_members(good)])
+    path = _write_zip(tmp_path / "badmanifest.zip", [("manifest.json", b"\xff\xfe{"), *bundle_members(good)])
     _assert_rejected(populated, path)
     assert not populated.has(good["hash"])
 
@@ -244,40 +200,40 @@ def test_bad_json_rejected(populated, tmp_path):
 def test_hash_not_matching_config_rejected(populated, tmp_path):
     good, forged = make_record(1), make_record(2, with_prompt=False)
     forged["hash"] = good["hash"][::-1]
-    path = _write_zip(tmp_path / "forged.zip", [_manifest(), *_members(good), *_members(forged)])
+    path = _write_zip(tmp_path / "forged.zip", [bundle_manifest(), *bundle_members(good), *bundle_members(forged)])
     _assert_rejected(populated, path, match="does not match")
     # a config edited after hashing
     tampered = make_record(3, with_prompt=False)
     tampered["config"]["seed"] = 99
-    path = _write_zip(tmp_path / "tampered.zip", [_manifest(), *_members(tampered)])
+    path = _write_zip(tmp_path / "tampered.zip", [bundle_manifest(), *bundle_members(tampered)])
     _assert_rejected(populated, path, match="does not match")
     assert not populated.has(good["hash"])
 
 
 def test_missing_manifest_rejected(populated, tmp_path):
     good = make_record(1)
-    path = _write_zip(tmp_path / "nomanifest.zip", _members(good))
+    path = _write_zip(tmp_path / "nomanifest.zip", bundle_members(good))
     _assert_rejected(populated, path, match="manifest")
     wrong = _write_zip(tmp_path / "wrongformat.zip",
-                       [("manifest.json", json.dumps({"format": "other", "version": 1}).encode()), *_members(good)])
+                       [("manifest.json", json.dumps({"format": "other", "version": 1}).encode()), *bundle_members(good)])
     _assert_rejected(populated, wrong)
 
 
 def test_non_png_prompt_rejected(populated, tmp_path):
     good = make_record(1)
-    members = _members(good)
+    members = bundle_members(good)
     members[0] = (members[0][0], b"GIF89a" + b"\0" * 64)
-    path = _write_zip(tmp_path / "gif.zip", [_manifest(), *members])
+    path = _write_zip(tmp_path / "gif.zip", [bundle_manifest(), *members])
     _assert_rejected(populated, path, match="PNG")
     # PNG magic but garbage after it
     members[0] = (members[0][0], b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    path = _write_zip(tmp_path / "fakepng.zip", [_manifest(), *members])
+    path = _write_zip(tmp_path / "fakepng.zip", [bundle_manifest(), *members])
     _assert_rejected(populated, path, match="PNG")
     # a prompt reference pointing elsewhere
     rec = make_record(2, with_prompt=False)
     rec["prompt"] = "prompts/someone_else.png"
-    path = _write_zip(tmp_path / "ref.zip", [_manifest(), *_members(rec), ("prompts/someone_else.png",
-                                                                         base64.b64decode(_png_b64()))])
+    path = _write_zip(tmp_path / "ref.zip", [bundle_manifest(), *bundle_members(rec), ("prompts/someone_else.png",
+                                                                         base64.b64decode(png_b64()))])
     _assert_rejected(populated, path, match="prompt")
 
 
@@ -290,7 +246,7 @@ def test_pickle_members_rejected(populated, tmp_path, capsys):
     good = make_record(1)
     payload = pickle.dumps(_Evil())
     for name in ("results/evil.pkl", "evil.pickle", "results/evil.json", "data/evil.npy"):
-        path = _write_zip(tmp_path / "pickle.zip", [_manifest([good["hash"]]), *_members(good), (name, payload)])
+        path = _write_zip(tmp_path / "pickle.zip", [bundle_manifest([good["hash"]]), *bundle_members(good), (name, payload)])
         _assert_rejected(populated, path)
     assert "unpickled!" not in capsys.readouterr().out
     assert not populated.has(good["hash"])
@@ -315,10 +271,10 @@ def test_invalid_records_rejected(populated, tmp_path):
     r["reliability"]["count"] = r["reliability"]["count"][:-1]
     cases.append(r)
     for i, rec in enumerate(cases):
-        path = _write_zip(tmp_path / f"inv{i}.zip", [_manifest(), (f"results/r{i}.json", json.dumps(rec).encode())])
+        path = _write_zip(tmp_path / f"inv{i}.zip", [bundle_manifest(), (f"results/r{i}.json", json.dumps(rec).encode())])
         _assert_rejected(populated, path)
     # the same result listed twice
-    path = _write_zip(tmp_path / "dup.zip", [_manifest(), ("results/a.json", json.dumps(base).encode()),
+    path = _write_zip(tmp_path / "dup.zip", [bundle_manifest(), ("results/a.json", json.dumps(base).encode()),
                                             ("results/b.json", json.dumps(base).encode())])
     _assert_rejected(populated, path, match="twice")
 
