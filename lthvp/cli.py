@@ -96,6 +96,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def shard(configs: list, k: int, n: int) -> list:
+    """The K-th of N shards, dealt round-robin within each (method, shots, arm) group so every shard
+    gets its share of the expensive cells (a plain configs[k::n] can line up with an axis: with
+    four shot counts and two shards, one shard got every full-data run)."""
+    groups: dict[tuple, list] = {}
+    for c in configs:
+        groups.setdefault((c.method, str(c.shots), c.arm), []).append(c)
+    return [c for group in groups.values() for c in group[k::n]]
+
+
 def cmd_sweep(args) -> int:
     from lthvp.presets import resolve
     from lthvp.runner import run
@@ -108,7 +118,7 @@ def cmd_sweep(args) -> int:
     k, n = (int(v) for v in args.shard.split("/"))
     if not 0 <= k < n:
         raise ValueError(f"--shard must be K/N with 0 <= K < N, got {args.shard}")
-    configs = configs[k::n]
+    configs = shard(configs, k, n)
     if args.dask:
         from lthvp.dask_sweep import dask_sweep
 

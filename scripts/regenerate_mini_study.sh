@@ -29,9 +29,11 @@ if [[ $STAGE == all || $STAGE == sweep ]]; then
   # half (one process per core); without it both halves run here side by side.
   AXES=(--preset mini --dataset digits --family 0 1 2 --method vp map lp --level 0 2 4 6 8
         --shots 1 5 10 full --random-levels 2 4 6 8 --random-shots 5 full --store "$STORE")
-  sweep_shard() {
-    for seed in 0 1 2 3 4; do
-      OMP_NUM_THREADS=1 "$PY" -m lthvp sweep "${AXES[@]}" --seed "$seed" --shard "$1" || true
+  sweep_shard() {  # a second pass retries what failed in the first (e.g. a family still being built)
+    for pass in 1 2; do
+      for seed in 0 1 2 3 4; do
+        OMP_NUM_THREADS=1 "$PY" -m lthvp sweep "${AXES[@]}" --seed "$seed" --shard "$1" || true
+      done
     done
   }
   start=$(date +%s)

@@ -118,3 +118,18 @@ def test_cli_serves_a_shipped_cell_from_a_fresh_store(tmp_path, capsys):
     out = _json.loads(capsys.readouterr().out)
     assert code == 0 and out["cached"] is True and out["hash"] == rec["hash"]
     assert out["accuracy"] == rec["metrics"]["accuracy"]
+
+
+def test_sweep_shards_split_every_cost_group_evenly():
+    from collections import Counter
+
+    from lthvp.cli import shard
+    from lthvp.config import RunConfig
+
+    configs = [RunConfig(family=f, method=m, level=lv, shots=sh, seed=0)
+               for f in (0, 1, 2) for m in ("vp", "map", "lp") for lv in (0, 2, 4, 6, 8) for sh in (1, 5, 10, "full")]
+    parts = [shard(configs, k, 2) for k in range(2)]
+    assert sorted(map(repr, parts[0] + parts[1])) == sorted(map(repr, configs))  # each config in exactly one shard
+    counts = [Counter((c.method, str(c.shots)) for c in part) for part in parts]
+    assert all(abs(counts[0][g] - counts[1][g]) <= 1 for g in counts[0] | counts[1])
+    assert counts[0][("vp", "full")] == 8 and counts[1][("vp", "full")] == 7
