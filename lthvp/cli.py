@@ -30,6 +30,12 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     nargs = "+" if many else None
     p.add_argument("--preset", default="mini")
@@ -209,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, default=None)
     p.add_argument("--once", action="store_true", help="exit when the queue is empty")
     p.add_argument("--poll", type=_positive_seconds, default=1.0, help="seconds between queue checks (> 0)")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="drain the queue onto a Dask cluster instead of running jobs here: local:N or tcp://HOST:PORT")
+    p.add_argument("--in-flight", type=_positive_int, default=None,
+                   help="with --dask: jobs on the cluster at once (default: the cluster's worker threads)")
+    p.add_argument("--gpu", action="store_true", help="with --dask: each job needs one GPU resource")
     p.set_defaults(func=lambda args: __import__("lthvp.worker", fromlist=["main"]).main(args))
 
     p = sub.add_parser("paper", help="paper-scale families and datasets: one-shot | import | imp | prepare-data",

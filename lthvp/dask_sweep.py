@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
@@ -77,7 +78,7 @@ def run_task(config_dict: dict, threads: int | None = 1) -> dict:
     return run(cfg, store=None).record
 
 
-def _one_line(err: BaseException | object) -> str:
+def one_line(err: BaseException | object) -> str:
     """``Type: message`` on one line (whitespace collapsed, shortened), with its cause when one came back."""
     def short(e, limit):
         text = " ".join(str(e).split())
@@ -88,6 +89,18 @@ def _one_line(err: BaseException | object) -> str:
         return " ".join(str(err).split())[:200]
     cause = err.__cause__
     return short(err, 200) + (f" (caused by {short(cause, 160)})" if cause is not None else "")
+
+
+def task_failure(future, result, key: str) -> str | None:
+    """None when a finished task returned the record of ``key``; else why not, on one line."""
+    if future.status == "error":  # result is (type, exception, traceback)
+        return one_line(result[1] if isinstance(result, tuple) and len(result) == 3 else result)
+    if future.status != "finished" or isinstance(result, BaseException):
+        return one_line(result) if isinstance(result, BaseException) else f"task {future.status}"
+    if not isinstance(result, dict) or result.get("hash") != key:
+        got = result.get("hash") if isinstance(result, dict) else type(result).__name__
+        return f"HashMismatch: the worker returned {got}, expected {key} (different code on the worker?)"
+    return None
 
 
 def _label(cfg: dict) -> str:
@@ -105,6 +118,41 @@ def _check_gpu_workers(client) -> None:
 CONNECT_TIMEOUT_S = 10.0
 
 
+@contextmanager
+def dask_client(address: str, gpu: bool = False, worker_timeout: float = 120.0):
+    """``(client, torch threads per task)`` for ``local:N`` (a LocalCluster of N one-thread worker
+    processes on 127.0.0.1, closed on exit; cores // N threads per task) or ``tcp://HOST:PORT`` (a
+    running scheduler, one thread per task); waits for a worker and, with ``gpu``, checks that one
+    advertises a GPU resource. An unreachable scheduler is a one-line ValueError."""
+    from distributed import Client, LocalCluster
+
+    kind, where = parse_address(address)
+    cluster = client = None
+    try:
+        if kind == "local":
+            extra = {"resources": {"GPU": 1}} if gpu else {}
+            cluster = LocalCluster(n_workers=where, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, **extra)
+            client = Client(cluster)
+            threads = max(1, (os.cpu_count() or 1) // where)
+        else:
+            try:
+                client = Client(where, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as err:
+                raise ValueError(f"cannot reach the Dask scheduler at {where} within {CONNECT_TIMEOUT_S:.0f} s "
+                                 f"({type(err).__name__}); is `dask scheduler` running there?") from None
+            threads = 1
+        client.wait_for_workers(1, timeout=worker_timeout)
+        if gpu:
+            _check_gpu_workers(client)
+        yield client, threads
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def dask_sweep(configs: Iterable[RunConfig], store, address: str, progress: bool = True, gpu: bool = False,
                threads: int | None = None, worker_timeout: float = 120.0,
                task: Callable[[dict, int | None], dict] = run_task) -> SweepReport:
@@ -115,12 +163,12 @@ def dask_sweep(configs: Iterable[RunConfig], store, address: str, progress: bool
     (default: cores // N for local:N, 1 for a remote cluster). ``gpu``: each task needs one
     ``GPU`` resource. ``task`` is what the workers run (tests substitute a wrapper of run_task).
     """
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
     from tqdm import tqdm
 
     from lthvp.presets import resolve
 
-    kind, where = parse_address(address)
+    parse_address(address)  # a bad address fails before anything else
     t0 = time.time()
     report = SweepReport()
     todo: dict[str, RunConfig] = {}
@@ -136,25 +184,8 @@ def dask_sweep(configs: Iterable[RunConfig], store, address: str, progress: bool
         report.seconds = time.time() - t0
         return report
 
-    cluster = client = None
-    try:
-        if kind == "local":
-            extra = {"resources": {"GPU": 1}} if gpu else {}
-            cluster = LocalCluster(n_workers=where, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, **extra)
-            client = Client(cluster)
-            threads = threads or max(1, (os.cpu_count() or 1) // where)
-        else:
-            try:
-                client = Client(where, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError) as err:
-                raise ValueError(f"cannot reach the Dask scheduler at {where} within {CONNECT_TIMEOUT_S:.0f} s "
-                                 f"({type(err).__name__}); is `dask scheduler` running there?") from None
-            threads = threads or 1
-        client.wait_for_workers(1, timeout=worker_timeout)
-        if gpu:
-            _check_gpu_workers(client)
-
+    with dask_client(address, gpu, worker_timeout) as (client, default_threads):
+        threads = threads or default_threads
         futures = {}
         for key, cfg in todo.items():
             future = client.submit(task, cfg.to_dict(), threads, key=f"lthvp-{key}", pure=False,
@@ -165,14 +196,7 @@ def dask_sweep(configs: Iterable[RunConfig], store, address: str, progress: bool
         for future, result in as_completed(list(futures), with_results=True, raise_errors=False):
             key, cfg = futures.pop(future)
             config = resolve(cfg).to_dict()
-            message = None
-            if future.status == "error":  # result is (type, exception, traceback)
-                message = _one_line(result[1] if isinstance(result, tuple) and len(result) == 3 else result)
-            elif future.status != "finished" or isinstance(result, BaseException):
-                message = _one_line(result) if isinstance(result, BaseException) else f"task {future.status}"
-            elif not isinstance(result, dict) or result.get("hash") != key:
-                got = result.get("hash") if isinstance(result, dict) else type(result).__name__
-                message = f"HashMismatch: the worker returned {got}, expected {key} (different code on the worker?)"
+            message = task_failure(future, result, key)
             if message is None:
                 if store.has(key):  # written meanwhile (another client): keep exactly one copy
                     report.skipped += 1
@@ -181,7 +205,7 @@ def dask_sweep(configs: Iterable[RunConfig], store, address: str, progress: bool
                         store.put(result)
                         report.done += 1
                     except (TypeError, ValueError) as err:  # not plain JSON (e.g. NaN): report, go on
-                        message = f"not stored: {_one_line(err)}"
+                        message = f"not stored: {one_line(err)}"
             if message is not None:
                 report.failed.append((config, message))
                 bar.write(f"failed {_label(config)}: {message}", file=sys.stderr)
@@ -189,11 +213,6 @@ def dask_sweep(configs: Iterable[RunConfig], store, address: str, progress: bool
             bar.set_postfix_str(_label(config))
             bar.update(1)
         bar.close()
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
     report.seconds = time.time() - t0
     print(f"dask sweep finished in {report.seconds:.0f} s ({report.done} stored, {report.skipped} skipped, "
           f"{len(report.failed)} failed)", file=sys.stderr)

@@ -178,10 +178,20 @@ def main(args) -> int:
     from lthvp.paths import default_store_dir
     from lthvp.store import open_seeded_store
 
+    if getattr(args, "dask", None):
+        from lthvp.dask_sweep import parse_address
+
+        parse_address(args.dask)  # a bad address fails before the store is opened
+    elif getattr(args, "gpu", False) or getattr(args, "in_flight", None):
+        raise ValueError("--gpu and --in-flight need --dask (a local worker runs one job at a time)")
     store_dir = Path(args.store or default_store_dir())
     threads = configure_threads()
     store, seeded = open_seeded_store(store_dir)
     queue = JobQueue.for_store(store_dir)
+    if getattr(args, "dask", None):
+        from lthvp import dask_queue
+
+        return dask_queue.main(args, store, queue)
     worker = Worker(queue, store)
     for message in seeded:
         worker.log(message)

@@ -135,7 +135,8 @@ def queue_panel():
         if note:
             st.caption(note)
     st.subheader("Queue")
-    wtxt = ", ".join(f"`{w['id']}`" + (f" (GPU {w['gpu']})" if w.get("gpu") else "") +
+    wtxt = ", ".join(f"`{w['id']}`" + (f" (GPU {w['gpu']})" if w.get("gpu") else "")
+                     + (f" (Dask {w['dask']}, up to {w.get('in_flight')} jobs)" if w.get("dask") else "") +
                      (f" running `{w['job']}`" if w.get("job") else " idle") for w in workers)
     st.caption((f"{len(workers)} live worker(s): {wtxt}" if workers else "no live worker") +
                f" · {len(jobs)} job(s)" + (" · refreshing every 2 s" if active else ""))

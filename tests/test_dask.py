@@ -168,3 +168,91 @@ def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
                  "--epochs", "1", "--dask", "tcp://127.0.0.1:9", "--store", str(tmp_path / "s")])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+
+
+def _watch(queue, job_ids, seen: dict, stop, cancel_when_running: str | None = None):
+    """Poll the queue as the Run page does: record progress seen per job; optionally cancel one
+    job (as its submitter would) once it reports progress."""
+    import time
+
+    while not stop.is_set():
+        for jid in job_ids:
+            job = queue.get(jid) or {}
+            if job.get("progress"):
+                seen.setdefault(jid, job["progress"])
+                if jid == cancel_when_running:
+                    queue.cancel(jid, user="alice")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_worker_dask_drains_the_job_queue(tmp_path, cluster, capsys):
+    """`python -m lthvp worker --dask tcp://... --once`: queued jobs run on the cluster's worker
+    processes, progress reaches the queue while they run, results are stored once by the drain."""
+    import threading
+
+    from lthvp.cli import main
+    from lthvp.jobs import DONE, JobQueue
+
+    directory = tmp_path / "s"
+    queue = JobQueue.for_store(directory)
+    configs = [tiny(level=lv, seed=5) for lv in (0, 1, 2)]
+    ids = [queue.submit(c, user="alice").job_id for c in configs]
+    seen, stop = {}, threading.Event()
+    watcher = threading.Thread(target=_watch, args=(queue, ids, seen, stop), daemon=True)
+    watcher.start()
+    try:
+        code = main(["worker", "--dask", cluster.scheduler_address, "--in-flight", "2", "--once", "--poll", "0.2",
+                     "--store", str(directory)])
+    finally:
+        stop.set()
+        watcher.join()
+    assert code == 0, capsys.readouterr().err
+    assert [queue.get(j)["state"] for j in ids] == [DONE] * 3
+    store = ResultStore(directory)
+    assert set(ids) <= set(store.hashes()) and all(store.get(j)["config"] == resolve(c).to_dict()
+                                                     for j, c in zip(ids, configs))
+    assert seen, "no progress reached the queue while the jobs ran"
+    assert not queue.workers(), "the drain unregisters when it exits"
+
+
+@pytest.mark.slow
+def test_worker_dask_cancel_from_the_run_page(tmp_path, cluster):
+    """A cancel requested while the job runs on a cluster worker stops it at its next progress step:
+    the job ends cancelled and nothing is stored."""
+    import threading
+
+    from distributed import Client
+
+    from lthvp.dask_queue import DaskQueueDrain
+    from lthvp.jobs import CANCELLED, JobQueue
+
+    directory = tmp_path / "s"
+    store, queue = ResultStore(directory), JobQueue.for_store(directory)
+    slow = RunConfig(family=None, dataset="digits", method="vp", level=0, shots="full", seed=6, epochs=50)
+    jid = queue.submit(slow, user="alice").job_id
+    seen, stop = {}, threading.Event()
+    watcher = threading.Thread(target=_watch, args=(queue, [jid], seen, stop, jid), daemon=True)
+    watcher.start()
+    try:
+        with Client(cluster.scheduler_address) as client:
+            DaskQueueDrain(queue, store, in_flight=1).loop(client, threads=1, once=True, poll=0.2)
+    finally:
+        stop.set()
+        watcher.join()
+    job = queue.get(jid)
+    assert jid in seen and job["state"] == CANCELLED and job["cancelled_by"] == "alice"
+    assert not store.has(jid)
+
+
+def test_worker_dask_options_are_validated(tmp_path, capsys):
+    from lthvp.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["worker", "--dask", "local:1", "--in-flight", "0"])
+    assert "integer >= 1" in capsys.readouterr().err
+    assert main(["worker", "--dask", "local:zero", "--once", "--store", str(tmp_path / "s")]) == 2
+    assert "local:N" in capsys.readouterr().err
+    assert main(["worker", "--in-flight", "2", "--once", "--store", str(tmp_path / "s")]) == 2
+    assert "need --dask" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # refused before any store was opened
