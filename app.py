@@ -5,7 +5,7 @@ import streamlit as st
 
 from lthvp import dashboard as db
 
-st.set_page_config(page_title="LTHVP: sparsity vs prompting", page_icon=":material/content_cut:", layout="wide")
+st.set_page_config(page_title="LTHVP: sparsity vs prompting", page_icon=db.favicon(), layout="wide")
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),

@@ -4,6 +4,7 @@ are importable without a running app."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -20,6 +21,27 @@ from lthvp.presets import get_preset
 from lthvp.store import ResultStore, open_seeded_store
 SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "lp"]
+
+
+@functools.lru_cache(maxsize=1)
+def favicon():
+    """The tab icon, drawn here so the browser never fetches one from a font host (offline servers):
+    a 4x4 weight grid with some weights pruned."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    draw.rounded_rectangle((0, 0, 31, 31), radius=6, fill=(31, 119, 180, 255))
+    kept = {0, 2, 5, 7, 8, 11, 13, 14}
+    for i in range(16):
+        x, y = 4 + 7 * (i % 4), 4 + 7 * (i // 4)
+        draw.rectangle((x, y, x + 4, y + 4), fill=(255, 255, 255, 255) if i in kept else (255, 255, 255, 60))
+    return img
+
+
+def is_hash(value) -> bool:
+    """A result hash (16 lowercase hex digits), e.g. from a chart point's customdata."""
+    return isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdef" for c in value)
 
 
 def store_dir() -> Path:

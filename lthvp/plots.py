@@ -97,12 +97,14 @@ def _add_curve(fig, part: pd.DataFrame, name: str, color: str, dash: str, metric
 
 
 def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots", title: str | None = None,
-                    height: int = 420) -> go.Figure:
+                    height: int = 420, value: str | None = None, runs: bool = False) -> go.Figure:
     """Metric vs remaining weights. ``by='shots'``: one panel per method (VP | LP), one line per shot
-    count; ``by='method'``: one panel per shot count, VP and LP lines. Random arm dashed."""
+    count; ``by='method'``: one panel per shot count, VP and LP lines; at most three panels per row.
+    Random arm dashed. ``value='delta'`` draws a paired difference (report.paired_difference) in
+    the metric's units; ``runs`` adds every run as a point that carries its hash (click to open)."""
     if by not in ("shots", "method"):
         raise ValueError("by must be 'shots' or 'method'")
-    agg = aggregate(df, metric)
+    agg = aggregate(df, value or metric)
     if agg.empty:
         fig = go.Figure()
         fig.update_layout(title=title or "no results for this selection", height=height)
@@ -111,8 +113,10 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
     shots = shots_order(agg["shots"].unique())
     facets = methods if by == "shots" else shots
     facet_titles = [METHOD_NAMES.get(f, f) for f in facets] if by == "shots" else [shots_label(f) for f in facets]
-    fig = make_subplots(rows=1, cols=len(facets), shared_yaxes=True, subplot_titles=facet_titles,
-                        horizontal_spacing=0.04)
+    ncols = min(len(facets), 3)
+    nrows = -(-len(facets) // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, shared_yaxes=True, subplot_titles=facet_titles,
+                        horizontal_spacing=0.05, vertical_spacing=0.16 if nrows > 1 else 0.0)
     seen = set()
     datasets = sorted(agg["dataset"].unique())
     for ci, facet in enumerate(facets, start=1):
@@ -134,21 +138,51 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
                     if len(datasets) > 1:
                         label = f"{ds} · {label}"
                     if arm != "ticket":
-                        label += f" ({arm} pruning)"
-                    _add_curve(fig, part, label, color, "solid" if arm == "ticket" else "dash", metric, 1, ci,
+                        label += " (IMP − random)" if arm == "imp-random" else f" ({arm} pruning)"
+                    row, col = (ci - 1) // ncols + 1, (ci - 1) % ncols + 1
+                    _add_curve(fig, part, label, color, "dash" if arm == "random" else "solid", metric, row, col,
                                legendgroup=label, showlegend=label not in seen)
                     seen.add(label)
+                    if runs:
+                        raw = df[(df["arm"] == arm) & (df["dataset"] == ds) & (df["method"] == (facet if by == "shots" else line))
+                                 & (df["shots"] == (line if by == "shots" else facet))]
+                        _add_runs(fig, raw, value or metric, metric, color, label, row, col)
     tickvals, ticktext = level_ticks(df[df["arm"] == "ticket"] if (df["arm"] == "ticket").any() else df)
     fig.update_xaxes(type="log", autorange="reversed", tickvals=tickvals, ticktext=ticktext, tickangle=-45,
                      showgrid=True, matches="x")
     axis_title = "remaining weights (all prunable, log scale)"
-    fig.update_xaxes(title_text=axis_title if len(facets) < 3 else "remaining (log)")
-    if len(facets) >= 3:  # one full title under the middle panel; the others would overlap
-        fig.update_xaxes(title_text=axis_title, row=1, col=(len(facets) + 1) // 2)
-    fig.update_yaxes(title_text=_axis_title(metric), row=1, col=1)
-    fig.update_layout(title=title, height=height, hovermode="closest", legend=dict(orientation="h", y=-0.35),
-                      margin=dict(t=60, b=40), meta={"metric": metric, "by": by, "groups": int(len(agg))})
+    fig.update_xaxes(title_text=axis_title if ncols < 3 else "remaining (log)")
+    if ncols >= 3:  # one full title under the middle panel of the last row; the others would overlap
+        fig.update_xaxes(title_text=axis_title, row=nrows, col=2)
+    y_title = ("change in " if value else "") + _axis_title(metric)
+    for r in range(1, nrows + 1):
+        fig.update_yaxes(title_text=y_title, row=r, col=1)
+    if value:
+        fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
+    fig.update_layout(title=title, height=height * nrows - 60 * (nrows - 1), hovermode="closest",
+                      legend=dict(orientation="h", y=-0.35 / nrows), margin=dict(t=60, b=40),
+                      meta={"metric": metric, "by": by, "groups": int(len(agg)), "value": value or metric})
     return fig
+
+
+def _add_runs(fig, raw: pd.DataFrame, column: str, metric: str, color: str, label: str, row: int, col: int) -> None:
+    """Every run of one line as a small point carrying its hash; seeds are spread by up to +-3%
+    along x so that runs at one level do not hide each other."""
+    if raw.empty:
+        return
+    seed_rank, seeds = pd.factorize(raw["seed"])
+    jitter = 1 + 0.03 * (seed_rank - (len(seeds) - 1) / 2) / max(1, len(seeds) - 1)
+    family = raw["family"].astype(object).where(raw["family"].notna(), "legacy") if "family" in raw \
+        else pd.Series("legacy", index=raw.index)
+    custom = np.stack([raw["hash"].to_numpy(), raw["level"].to_numpy(), raw["seed"].to_numpy(),
+                       family.to_numpy()], axis=1)
+    fig.add_trace(go.Scatter(
+        x=(100 * raw["remaining_fraction"] * jitter).tolist(), y=(_scale(metric) * raw[column]).tolist(),
+        mode="markers", name=f"{label} runs", legendgroup=label, showlegend=False, customdata=custom,
+        marker=dict(size=5, color=_rgba(color, 0.55), line=dict(width=0)),
+        hovertemplate=(f"<b>{label}</b> · one run<br>level L%{{customdata[1]}} · family %{{customdata[3]}} · "
+                       "seed %{customdata[2]}<br>%{y:.3f}<br>hash %{customdata[0]} (click to open)<extra></extra>")),
+        row=row, col=col)
 
 
 def headline_figure(df: pd.DataFrame, dataset: str | None = None, shots: str | None = None) -> go.Figure:

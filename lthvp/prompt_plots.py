@@ -21,6 +21,28 @@ def decode_png(b64: str) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
+PROMPT_VIEWS = {"as learned": "the border as the model sees it (before normalisation)",
+                "contrast-stretched": "border pixels mapped from their 1st-99th percentile to full range: "
+                                      "structure a near-grey prompt hides",
+                "|prompt - start|": "how far each border pixel moved from its start (grey, 0.5): black = unmoved, "
+                                    "white = moved by 0.5 (the most possible)"}
+
+
+def prompt_view(prompt: np.ndarray, view: str) -> np.ndarray:
+    """One of PROMPT_VIEWS of a prompt image (H, W, 3 uint8 whose image area is black)."""
+    if view not in PROMPT_VIEWS:
+        raise ValueError(f"view must be one of {list(PROMPT_VIEWS)}, got {view!r}")
+    border = prompt.any(axis=2)  # the image area is stored black
+    out = prompt.astype(np.float32)
+    if view == "contrast-stretched" and border.any():
+        lo, hi = np.percentile(out[border], [1, 99])
+        out = np.clip((out - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    elif view == "|prompt - start|":
+        out = np.abs(out - 127.5) * 2
+    out[~border] = 0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def apply_prompt(prompt: np.ndarray, images: np.ndarray, image_size: int) -> list[np.ndarray]:
     """Paste target images (N, H, W, 3 uint8, resized to ``image_size``) into the prompt's canvas,
     the way the model sees them (zero-pad + border prompt, before normalisation)."""

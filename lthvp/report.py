@@ -77,3 +77,29 @@ def markdown_table(table: pd.DataFrame, metric: str, method: str, arm: str = "ti
             cells.append(f"{scale * r['mean'].iloc[0]:.1f} ± {scale * r['std'].fillna(0).iloc[0]:.1f}" if len(r) else "")
         lines.append(f"| L{level} ({100 * rows['remaining'].iloc[0]:.1f}%) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+VIEWS = {"absolute": "the metric itself",
+         "dense": "change vs the dense model: level L minus level 0, paired by family, seed, method and shots",
+         "random": "IMP minus random pruning at equal sparsity, paired by family, seed, method, shots and level"}
+
+
+def paired_difference(df: pd.DataFrame, metric: str, view: str) -> pd.DataFrame:
+    """The results table with a ``delta`` column: a paired difference per run (see VIEWS).
+
+    ``dense``: each run minus the level-0 ticket run of the same (dataset, family, seed, method,
+    shots); the random arm is compared with the same dense run. ``random``: each IMP run minus
+    the random-arm run of the same (dataset, family, seed, method, shots, level), as arm
+    ``imp-random``. Runs without their partner are left out (the caller reports how many)."""
+    if view not in ("dense", "random"):
+        raise ValueError(f"view must be 'dense' or 'random', got {view!r}")
+    df = df.dropna(subset=[metric]).assign(fkey=lambda d: family_keys(d["family"]) if "family" in d else "legacy")
+    pair = ["dataset", "fkey", "seed", "method", "shots"]
+    if view == "dense":
+        base = df[(df["arm"] == "ticket") & (df["level"] == 0)].drop_duplicates(pair)
+        out = df.merge(base[pair + [metric]].rename(columns={metric: "_base"}), on=pair, how="inner")
+    else:
+        base = df[df["arm"] == "random"].drop_duplicates(pair + ["level"])
+        out = df[df["arm"] == "ticket"].merge(base[pair + ["level", metric]].rename(columns={metric: "_base"}),
+                                              on=pair + ["level"], how="inner").assign(arm="imp-random")
+    return out.assign(delta=out[metric] - out["_base"]).drop(columns=["_base", "fkey"])

@@ -45,12 +45,26 @@ source_classes = SOURCE_CLASSES.get(sel["preset"].iloc[0] if len(sel) else "mini
 
 records = [r for r in (db.find_record(sel, level=lv) for lv in levels) if r is not None and r.get("prompt_png")]
 st.subheader("Learned prompts across sparsity")
+view = st.radio("Display", list(prompt_plots.PROMPT_VIEWS), key="display", bind="query-params", horizontal=True,
+                help="; ".join(f"{k}: {v}" for k, v in prompt_plots.PROMPT_VIEWS.items()))
+
+
+def shown(rec) -> np.ndarray:
+    return prompt_plots.prompt_view(prompt_plots.decode_png(rec["prompt_png"]), view)
+
+
+def moved(rec) -> str:
+    shift = rec.get("prompt_shift")
+    return "" if shift is None else f" · moved {255 * shift:.0f}/255"
+
+
 if records:
-    items = [(f"L{r['config']['level']} {100 * r['remaining_fraction']:.1f}% · acc {100 * r['metrics']['accuracy']:.1f}%",
-              prompt_plots.decode_png(r["prompt_png"])) for r in records]
+    items = [(f"L{r['config']['level']} {100 * r['remaining_fraction']:.1f}% · acc "
+              f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r)) for r in records]
     st.plotly_chart(prompt_plots.image_grid(items, cols=5), key="prompts", theme=None)
     st.caption("The trainable border (sigmoid of the program) on the model's input canvas; the image area is "
-               "shown black. Same seed and shots, one ticket per level.")
+               f"shown black. Same seed and shots, one ticket per level. Display: {prompt_plots.PROMPT_VIEWS[view]}. "
+               "'moved' is the mean |prompt - grey| over the border.")
 else:
     st.info("No stored prompt for these levels.")
 
@@ -62,8 +76,8 @@ by_shot = [r for r in (db.find_record(part, level=lv_shots, shots=s, seed=seed) 
                        for s in shots_all) if r is not None and r.get("prompt_png")]
 if by_shot:
     st.plotly_chart(prompt_plots.image_grid([(f"{plots.shots_label(r['config']['shots'])} · acc "
-                                       f"{100 * r['metrics']['accuracy']:.1f}%", prompt_plots.decode_png(r["prompt_png"]))
-                                      for r in by_shot], cols=5), key="prompts_shots", theme=None)
+                                              f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r))
+                                             for r in by_shot], cols=5), key="prompts_shots", theme=None)
 
 st.subheader("The prompt applied to target images")
 level = st.selectbox("Level", [r["config"]["level"] for r in records] or levels_all, key="level",

@@ -36,16 +36,41 @@ if sel.empty:
     st.warning("Nothing stored for this selection.")
     st.stop()
 
-label = plots.METRICS[metric][0]
-fig = plots.sparsity_figure(sel, metric, by=by, title=f"{ds}: {label} vs remaining weights")
-st.plotly_chart(fig, key="curves", theme=None)
-st.caption(f"{len(sel)} runs. Mean over seeds; band = 95% t-interval (none with one seed); hover for exact "
-           "numbers and run counts. x: remaining prunable weights (all conv + linear), log scale, "
-           "denser on the left.")
+c7, c8 = st.columns([3, 1])
+VIEW_NAMES = {"metric": "absolute", "vs dense": "dense", "IMP - random": "random"}  # shown (and in the URL) -> view
+view = VIEW_NAMES[c7.radio("Show", list(VIEW_NAMES), key="view", bind="query-params", horizontal=True,
+                           help="; ".join(f"{k}: {report.VIEWS[v]}" for k, v in VIEW_NAMES.items()))]
+runs = c8.toggle("Every run", key="runs", bind="query-params", help="each run as a point; click one to open it")
 
-agg = report.aggregate(sel, metric)
+label = plots.METRICS[metric][0]
+value = None
+if view != "absolute":
+    paired = report.paired_difference(sel, metric, view)
+    dropped = len(sel) - len(paired) - (int((sel["arm"] == "random").sum()) if view == "random" else 0)
+    if paired.empty:
+        st.warning("No paired runs in this selection: "
+                   + ("no level-0 (dense) run shares a family, seed, method and shot count with the others."
+                      if view == "dense" else "IMP and random-pruning runs never share a family, seed, method, "
+                      "shot count and level here (select both arms)."))
+        st.stop()
+    sel, value = paired, "delta"
+    if dropped:
+        st.caption(f"{dropped} run(s) without a partner are left out.")
+title = f"{ds}: {label} vs remaining weights" if view == "absolute" else f"{ds}: {report.VIEWS[view]}"
+fig = plots.sparsity_figure(sel, metric, by=by, title=title, value=value, runs=runs)
+event = st.plotly_chart(fig, key="curves", theme=None, on_select="rerun", selection_mode="points")
+clicked = [p["customdata"][0] for p in (event.selection.points if event else [])
+           if isinstance(p.get("customdata"), list) and db.is_hash(p["customdata"][0])]
+if clicked:
+    st.switch_page("pages/run_detail.py", query_params={"hash": clicked[0]})
+st.caption(f"{len(sel)} runs. Mean over seeds (over families when there are several: the family is the unit); "
+           "band = 95% t-interval (none with one replicate); hover for exact numbers and run counts. x: remaining "
+           "prunable weights (all conv + linear), log scale, denser on the left."
+           + (" Turn on *Every run* and click a point to open that run." if not runs else " Click a point to open its run."))
+
+agg = report.aggregate(sel, value or metric)
 agg = agg.assign(remaining=(100 * agg["remaining"]).round(2)).sort_values(["method", "arm", "shots", "level"])
-with st.expander(f"Numbers ({label}: mean, 95% CI, runs)", expanded=False):
+with st.expander(f"Numbers ({'change in ' if value else ''}{label}: mean, 95% CI, runs)", expanded=False):
     st.dataframe(agg, hide_index=True, width="stretch",
                  column_config={"remaining": st.column_config.NumberColumn("remaining %", format="%.2f")})
     st.download_button("Download CSV", agg.to_csv(index=False), file_name=f"lthvp_{ds}_{metric}.csv",

@@ -83,7 +83,8 @@ def test_sparsity_query_params_round_trip(app_store):
     assert at.selectbox(key="metric").value == "brier"
     assert at.radio(key="by").value == "method"
     fig = figures(at)[0]
-    assert fig["layout"]["meta"] == {"metric": "brier", "by": "method", "groups": fig["layout"]["meta"]["groups"]}
+    assert fig["layout"]["meta"] == {"metric": "brier", "by": "method", "groups": fig["layout"]["meta"]["groups"],
+                                     "value": "brier"}
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert all(t.startswith("L") and t.endswith("%") for t in fig["layout"]["xaxis"]["ticktext"])
     # a view set with the widgets and the same view opened from a URL draw the same figure
@@ -225,3 +226,26 @@ def test_run_detail_page_opens_a_run_and_its_dense_cell(app_store):
     assert any("dense level 0" in m.value and "?hash=" in m.value for m in at.markdown)
     bad = ok(app("pages/run_detail.py", {"hash": "not-a-hash"}))
     assert bad.error and bad.code[0].value == "not-a-hash"
+
+
+def test_sparsity_paired_views_and_every_run(app_store):
+    df = app_store.table()
+    at = ok(app("pages/sparsity.py", {"view": "vs dense", "runs": "true"}))
+    fig = figures(at)[0]
+    assert fig["layout"]["meta"]["value"] == "delta" and "change in" in fig["layout"]["yaxis"]["title"]["text"]
+    runs = [t for t in fig["data"] if t["name"].endswith(" runs")]
+    shown = {row[0] for t in runs for row in t["customdata"]}
+    assert shown and shown <= set(df["hash"])  # every point is a stored run that can be opened
+    at = ok(app("pages/sparsity.py", {"view": "IMP - random"}))
+    if (df["arm"] == "random").any():
+        fig = figures(at)[0]
+        names = {t["name"] for t in fig["data"] if t.get("mode") == "lines+markers"}
+        assert fig["layout"]["meta"]["value"] == "delta" and names and all("(IMP − random)" in n for n in names)
+    else:
+        assert at.warning and "IMP and random" in at.warning[0].value
+
+
+def test_prompts_display_views(app_store):
+    for view in ("contrast-stretched", "|prompt - start|"):
+        at = ok(app("pages/prompts.py", {"display": view}))
+        assert at.radio(key="display").value == view and figures(at)

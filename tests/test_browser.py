@@ -24,6 +24,11 @@ PAGES = {"overview": True, "sparsity": True, "calibration": True, "effects": Tru
          "run": False, "bundles": False}
 
 
+def page_url(url: str, name: str) -> str:
+    """The default page (overview) lives at the root; /overview is not a page URL."""
+    return f"{url}/" if name == "overview" else f"{url}/{name}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,7 +130,7 @@ def test_every_page_renders_charts(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     for name, charts in PAGES.items():
-        page.goto(f"{url}/{name}")
+        page.goto(page_url(url, name))
         settle(page)
         expect(page.get_by_test_id("stException")).to_have_count(0)
         if charts:
@@ -153,7 +158,7 @@ def test_submit_tiny_job_and_see_result(server, browser):
     expect(page.get_by_text("1 already in the store")).to_be_visible(timeout=30_000)
     page.screenshot(path=str(SHOTS / "run_done.png"), full_page=True)
     assert len(store) == before + 1
-    page.goto(f"{url}/overview")
+    page.goto(f"{url}/")
     settle(page)
     expect(page.get_by_test_id("stMetric").filter(has_text="runs")).to_contain_text(str(before + 1))
     page.close()
@@ -171,7 +176,7 @@ def test_open_page_learns_of_new_results(server, browser):
     while time.time() < deadline and (lambda c: c["queued"] + c["running"])(queue.counts()):
         time.sleep(1)  # a job from an earlier test still running would change the store by itself
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{url}/overview")
+    page.goto(f"{url}/")
     settle(page)
     n = len(store.hashes())
     expect(page.get_by_test_id("stSidebar")).to_contain_text(f"{n} results")
@@ -179,3 +184,54 @@ def test_open_page_learns_of_new_results(server, browser):
     expect(page.get_by_test_id("stSidebar")).to_contain_text(f"{n + 1} results", timeout=30_000)
     expect(page.get_by_test_id("stMetric").first).to_contain_text(str(n + 1), timeout=30_000)  # the page redrew
     page.close()
+
+
+def test_a_chart_point_opens_its_run_page(server, browser):
+    """Sparsity page, *Every run* on: clicking one run's point opens /run-detail?hash=<that run>."""
+    import re
+
+    from playwright.sync_api import expect
+
+    url, store, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/sparsity")
+    settle(page)
+    page.get_by_test_id("stCheckbox").filter(has_text="Every run").locator("label").click()
+    settle(page)
+    point = page.locator("[data-testid='stPlotlyChart'] .scatterlayer path.point[d^='M2.5,0']").first
+    expect(point).to_be_visible(timeout=30_000)
+    point.click(force=True)
+    expect(page).to_have_url(re.compile(r"/run-detail\?hash=[0-9a-f]{16}"), timeout=30_000)
+    settle(page)
+    key = re.search(r"hash=([0-9a-f]{16})", page.url).group(1)
+    assert store.has(key)
+    expect(page.get_by_test_id("stMain")).to_contain_text(key)
+    page.screenshot(path=str(SHOTS / "run_from_chart.png"), full_page=True)
+    page.close()
+
+
+def test_no_request_leaves_the_app_and_no_console_error(server, browser):
+    """Offline server: every page loads only from the app's own origin, and the console stays clean.
+    Allowed: Streamlit's own first probe of ``/<page>/_stcore/...`` on a deep link, which 404s before
+    it asks the root (streamlit/streamlit#7074, open upstream), and the console line it causes."""
+    import re
+
+    url, _, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside, errors, bad_http = [], [], []
+    probe = re.compile(re.escape(url) + r"/[a-z-]+/_stcore/(host-config|health)$")
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
+    page.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("response", lambda r: bad_http.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    for name in PAGES:
+        page.goto(page_url(url, name))
+        settle(page)
+    page.wait_for_timeout(1000)
+    page.close()
+    assert not outside, sorted(set(outside))[:10]
+    unexplained = [b for b in bad_http if not probe.search(b.split(": ", 1)[1])]
+    assert not unexplained, unexplained[:10]
+    status_404 = "Failed to load resource: the server responded with a status of 404"
+    assert [e for e in errors if status_404 not in e] == [], errors[:10]
+    assert sum(status_404 in e for e in errors) <= len(bad_http)

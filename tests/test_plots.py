@@ -132,3 +132,72 @@ def test_aggregate_takes_the_family_as_unit():
     lo, hi = stats.t.interval(0.95, 1, loc=fam_means.mean(), scale=stats.sem(fam_means))
     assert g["n"] == 2 and g["mean"] == pytest.approx(fam_means.mean())
     assert g["lo"] == pytest.approx(max(lo, 0.0)) and g["hi"] == pytest.approx(min(hi, 1.0))
+
+
+def _runs_table():
+    """Two families x two seeds; IMP at levels 0 and 2, random at level 2; VP and LP at 5 shots.
+    accuracy = 0.5 + 0.1*family + 0.01*seed - 0.05*level (IMP) and - 0.08*level (random)."""
+    rows = []
+    for fam in (0, 1):
+        for seed in (0, 1):
+            for method in ("vp", "lp"):
+                for arm, level in (("ticket", 0), ("ticket", 2), ("random", 2)):
+                    slope = 0.05 if arm == "ticket" else 0.08
+                    rows.append({"hash": f"{fam}{seed}{method}{arm[0]}{level}".ljust(16, "0")[:16], "dataset": "digits",
+                                 "family": fam, "seed": seed, "method": method, "shots": "5", "arm": arm, "level": level,
+                                 "remaining_fraction": 0.8 ** level, "preset": "mini",
+                                 "accuracy": 0.5 + 0.1 * fam + 0.01 * seed - slope * level})
+    return pd.DataFrame(rows)
+
+
+def test_paired_difference_vs_dense_and_imp_minus_random():
+    from lthvp.report import aggregate, paired_difference
+
+    df = _runs_table()
+    dense = paired_difference(df, "accuracy", "dense")
+    assert len(dense) == len(df)
+    by_cell = dense.groupby(["arm", "level"])["delta"]
+    assert by_cell.min().to_dict() == pytest.approx(by_cell.max().to_dict())  # family and seed offsets cancel
+    assert by_cell.mean().to_dict() == pytest.approx({("random", 2): -0.16, ("ticket", 0): 0.0, ("ticket", 2): -0.10})
+    diff = paired_difference(df, "accuracy", "random")
+    assert set(diff["arm"]) == {"imp-random"} and len(diff) == 8 and diff["delta"].to_numpy() == pytest.approx(0.06)
+    agg = aggregate(diff, "delta")
+    assert list(agg["n"]) == [2, 2] and agg["lo"].to_numpy() == pytest.approx(0.06)  # two families, no spread
+    lonely = df[~((df["level"] == 0) & (df["seed"] == 1))]  # seed 1 lost its dense runs: its others drop out
+    assert len(paired_difference(lonely, "accuracy", "dense")) == len(df) // 2
+    with pytest.raises(ValueError):
+        paired_difference(df, "accuracy", "absolute")
+
+
+def test_sparsity_figure_deltas_wrapped_facets_and_clickable_runs():
+    df = pd.concat([_runs_table().assign(shots=s) for s in ("1", "2", "5", "10", "full")])
+    df["hash"] = [f"{i:016x}" for i in range(len(df))]
+    fig = plots.sparsity_figure(df, "accuracy", by="method", runs=True)
+    assert len(fig.layout.annotations) == 5  # five shot panels
+    rows = sorted({round(a.y, 3) for a in fig.layout.annotations})
+    assert len(rows) == 2 and [round(a.y, 3) for a in fig.layout.annotations].count(rows[1]) == 3  # 3 + 2
+    run_traces = [t for t in fig.data if t.name.endswith(" runs")]
+    assert sum(len(t.x) for t in run_traces) == len(df)
+    assert {row[0] for t in run_traces for row in t.customdata} == set(df["hash"])
+    from lthvp.report import paired_difference
+
+    delta = plots.sparsity_figure(paired_difference(df, "accuracy", "dense"), "accuracy", value="delta")
+    assert delta.layout.meta["value"] == "delta" and "change in" in delta.layout.yaxis.title.text
+    dense_points = [y for t in delta.data if t.mode == "lines+markers" for x, y in zip(t.x, t.y) if x == 100]
+    assert dense_points and all(y == pytest.approx(0) for y in dense_points)
+
+
+def test_prompt_views():
+    prompt = np.zeros((32, 32, 3), np.uint8)
+    prompt[:4] = 120  # a near-grey border with a little structure
+    prompt[:4, :16] = 136
+    prompt[4:28, :4] = prompt[4:28, 28:] = prompt[28:] = 128
+    same = prompt_plots.prompt_view(prompt, "as learned")
+    assert np.array_equal(same, prompt)
+    stretched = prompt_plots.prompt_view(prompt, "contrast-stretched")
+    assert stretched[0, 0].tolist() == [255] * 3 and stretched[0, 20].tolist() == [0] * 3  # full range
+    assert stretched[10:20, 10:20].max() == 0  # the image area stays black
+    moved = prompt_plots.prompt_view(prompt, "|prompt - start|")
+    assert moved[0, 0].tolist() == [17] * 3 and moved[0, 20].tolist() == [15] * 3 and moved[10, 0].tolist() == [1] * 3
+    with pytest.raises(ValueError):
+        prompt_plots.prompt_view(prompt, "inverted")
