@@ -1,11 +1,10 @@
 """Helpers shared by the Streamlit pages: store/queue handles, cached tables, store seeding,
-starting a worker. The Streamlit-free parts (``start_worker``, ``family_levels``)
+starting a worker. The Streamlit-free parts (``start_worker``, ``family_levels``, ``favicon``)
 are importable without a running app."""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from lthvp.paths import BUNDLE_DIR, REPO_ROOT, default_store_dir  # noqa: F401  
 from lthvp.presets import get_preset
 from lthvp.store import ResultStore, open_seeded_store
 SHOTS = ["1", "2", "5", "10", "full"]
-METHODS = ["vp", "lp"]
+METHODS = ["vp", "map", "lp"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,27 +48,20 @@ def store_dir() -> Path:
 
 
 # --- Streamlit-free -----------------------------------------------------------------------------
-def family_levels(preset: str = "mini") -> dict:
-    """Levels whose ticket files exist: {'ticket': [...], 'random': [...], 'remaining': {level: frac}}."""
+def family_choices(preset: str = "mini") -> list[int | None]:
+    """The preset's ticket families that have built levels: v2 families (source seeds) first, then
+    the legacy single family (None)."""
+    from lthvp.families import TicketFamily, family_dir, family_seeds
+
     p = get_preset(preset)
-    out = {"ticket": [], "random": [], "remaining": {}}
-    try:
-        info = json.loads((p.family_dir / "family.json").read_text())
-    except (OSError, ValueError):
-        info = {}
-    for level, row in (info.get("levels") or {}).items():
-        if (p.family_dir / row.get("file", f"level_{level}.safetensors")).exists():
-            out["ticket"].append(int(level))
-            out["remaining"][int(level)] = (row.get("remaining") or {}).get("all_prunable", 0.8 ** int(level))
-    for level, row in (info.get("random_levels") or {}).items():
-        if (p.family_dir / row.get("file", f"random_level_{level}.safetensors")).exists():
-            out["random"].append(int(level))
-    if not out["ticket"]:  # no family.json yet: look at the files
-        out["ticket"] = sorted(int(f.stem.split("_")[1]) for f in p.family_dir.glob("level_*.safetensors"))
-        out["remaining"] = {lv: 0.8 ** lv for lv in out["ticket"]}
-    out["ticket"].sort()
-    out["random"].sort()
-    return out
+    return [f for f in family_seeds(p.family_dir) + [None] if TicketFamily(family_dir(p.family_dir, f)).built()["ticket"]]
+
+
+def family_levels(preset: str = "mini", family: int | None = None) -> dict:
+    """Built levels of one family: {'ticket': [...], 'random': [...], 'remaining': {level: frac}}."""
+    from lthvp.families import TicketFamily, family_dir
+
+    return TicketFamily(family_dir(get_preset(preset).family_dir, family)).built()
 
 
 def source_accuracies(preset: str = "mini") -> pd.DataFrame:

@@ -74,6 +74,17 @@ class TicketFamily:
         rows = self.info.get(ARM_KEYS[arm]) or {}
         return sorted(int(lv) for lv in rows if self.level_path(int(lv), arm).exists())
 
+    def built(self) -> dict:
+        """What a user can run: ``{'ticket': levels, 'random': levels, 'remaining': {level: fraction}}``
+        (IMP levels' remaining fraction of all prunable weights); empty lists when nothing is built."""
+        try:
+            out = {arm: self.levels(arm) for arm in ARM_KEYS}
+        except (OSError, ValueError):
+            return {"ticket": [], "random": [], "remaining": {}}
+        out["remaining"] = {lv: ((self.entry(lv).get("remaining") or {}).get("all_prunable", 0.8 ** lv))
+                            for lv in out["ticket"]}
+        return out
+
     def entry(self, level: int, arm: str = "ticket") -> dict:
         rows = self.info.get(ARM_KEYS[arm]) or {}
         if str(level) not in rows or not self.level_path(level, arm).exists():

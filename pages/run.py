@@ -40,10 +40,14 @@ except ValueError as err:  # a damaged job queue: say how to recover instead of 
     st.error(str(err))
     st.stop()
 store = db.store()
-c0, c1, c2, c3 = st.columns([1, 1, 1, 2])
+c0, cf, c1, c2, c3 = st.columns([1, 1, 1, 1, 2])
 preset = c0.selectbox("Preset", list(PRESETS), key="r_preset", bind="query-params",
                       help="mini: ResNet-20 on Fashion-MNIST (CPU); paper: ImageNet ResNet-50 (GPU server)")
-family = db.family_levels(preset)
+family_id = cf.selectbox("Ticket family", db.family_choices(preset), key="r_family", bind="query-params",
+                         format_func=lambda f: "legacy" if f is None else f"family {f}",
+                         help="v2 families: the study's replicated ticket families (step budget, few-shot validation); "
+                              "legacy: the first single family, with the v1 protocol")
+family = db.family_levels(preset, family_id)
 if not family["ticket"]:
     st.info(f"No ticket family for the {preset} preset yet: build one with "
             + ("`python -m lthvp tickets --preset mini`" if preset == "mini" else
@@ -71,8 +75,8 @@ configs = []
 errors = []
 for d, lv, m, sh, sd in product([ds], levels, methods, shots, seeds):
     try:
-        configs.append(RunConfig(preset=preset, dataset=d, method=m, level=int(lv), shots=sh, seed=int(sd), arm=arm,
-                                 epochs=int(epochs) or None))
+        configs.append(RunConfig(preset=preset, family=family_id, dataset=d, method=m, level=int(lv), shots=sh,
+                                 seed=int(sd), arm=arm, epochs=int(epochs) or None))
     except ValueError as err:
         errors.append(str(err))
 for e in sorted(set(errors)):

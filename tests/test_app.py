@@ -249,3 +249,15 @@ def test_prompts_display_views(app_store):
     for view in ("contrast-stretched", "|prompt - start|"):
         at = ok(app("pages/prompts.py", {"display": view}))
         assert at.radio(key="display").value == view and figures(at)
+
+
+def test_run_page_picks_a_ticket_family(app_store):
+    from lthvp.dashboard import family_choices
+
+    choices = family_choices("mini")
+    assert None in choices and choices[0] == 0  # v2 families first, the legacy family last
+    at = ok(app("pages/run.py", {"r_family": "legacy", "r_seeds": "8", "r_methods": "LP", "r_levels": "L1"}))
+    assert at.selectbox(key="r_family").value is None
+    at = ok(app("pages/run.py", {"r_family": "family 0", "r_seeds": "8", "r_methods": "mapping only"}))
+    assert at.selectbox(key="r_family").value == 0 and at.multiselect(key="r_methods").value == ["map"]
+    assert "1 to train" in at.markdown[0].value
