@@ -155,13 +155,15 @@ class ResultStore:
         stored = {r["hash"] for r in records if self.has(r["hash"])}
         new = [r for r in records if r["hash"] not in stored]
         self._write(new)
-        return ImportReport(added=[r["hash"] for r in new], skipped=[r["hash"] for r in records if r["hash"] in stored])
+        return ImportReport(added=[r["hash"] for r in new], skipped=[r["hash"] for r in records if r["hash"] in stored],
+                            configs={r["hash"]: (r["config"], r["metrics"]) for r in records})
 
 
 @dataclass
 class ImportReport:
     added: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    configs: dict = field(default_factory=dict)  # hash -> (config, metrics) of every record in the bundle
 
     @property
     def added_count(self) -> int:

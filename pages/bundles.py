@@ -1,7 +1,7 @@
 """Bundles: export the store (or a filtered part) as a zip of plain data; import a bundle with a
 report of what was added, skipped or rejected."""
 
-import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import streamlit as st
 
 from lthvp import dashboard as db
 from lthvp import plots
-from lthvp.store import BundleError, read_bundle
+from lthvp.store import BundleError
 
 db.frame_guard()
 
@@ -50,7 +50,10 @@ else:
     st.caption("CLI equivalent: `python -m lthvp export bundle.zip [--dataset digits]`")
 
 st.subheader("Import")
-up = st.file_uploader("Upload a bundle (.zip)", type=["zip"], key="b_upload")
+# the uploader's key changes after each import, so Streamlit drops the uploaded bytes (a rejected
+# 200 MB file is not kept alive by the widget for the rest of the session)
+uploads = st.session_state.setdefault("bundle_uploads", 0)
+up = st.file_uploader("Upload a bundle (.zip)", type=["zip"], key=f"b_upload_{uploads}")
 
 
 def show_report(rep: dict) -> None:
@@ -66,31 +69,30 @@ def show_report(rep: dict) -> None:
 def import_file(path: Path, name: str) -> dict:
     rep = {"name": name, "added": [], "skipped": [], "error": None, "rows": []}
     try:
-        records = {r["hash"]: r for r in read_bundle(path)}
-        report = store.import_bundle_report(path)
+        report = store.import_bundle_report(path)  # reads and validates the bundle once
     except BundleError as err:
         rep["error"] = str(err)
         return rep
     rep["added"], rep["skipped"] = report.added, report.skipped
     for status, hashes in (("added", report.added), ("skipped: already stored", report.skipped)):
         for h in hashes:
-            c = records[h]["config"]
+            c, m = report.configs[h]
             rep["rows"].append({"status": status, "hash": h, "dataset": c["dataset"], "method": c["method"],
                                 "level": c["level"], "shots": str(c["shots"]), "seed": c["seed"],
-                                "accuracy": records[h]["metrics"]["accuracy"], "ece": records[h]["metrics"]["ece"]})
+                                "accuracy": m["accuracy"], "ece": m["ece"]})
     return rep
 
 
 if up is not None:
-    data = up.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    reports = st.session_state.setdefault("bundle_reports", {})
-    if digest not in reports:  # import once per uploaded file, not on every rerun
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload.zip"
-            path.write_bytes(data)
-            reports[digest] = import_file(path, up.name)
-    show_report(reports[digest])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.zip"
+        with path.open("wb") as f:
+            shutil.copyfileobj(up, f, 1 << 20)  # no second copy of the bytes in memory
+        st.session_state["bundle_report"] = import_file(path, up.name)
+    st.session_state["bundle_uploads"] = uploads + 1
+    st.rerun()
+if "bundle_report" in st.session_state:
+    show_report(st.session_state["bundle_report"])
 
 shipped = sorted(db.BUNDLE_DIR.glob("*.zip"))
 if shipped:

@@ -177,20 +177,21 @@ def test_bundles_import_report(app_store, tmp_path):
     (download,) = at.get("download_button")
     assert f"{len(app_store)} of {len(app_store)} results" in download.proto.label
     data = page_bundle().read_bytes()
-    at.file_uploader(key="b_upload").upload("again.zip", data, "application/zip")
+    at.file_uploader(key="b_upload_0").upload("again.zip", data, "application/zip")
     ok(at.run())
     text = " ".join(s.value for s in at.success)
     from lthvp.store import read_bundle
 
     n_bundle = len(read_bundle(page_bundle()))
     assert "0 added" in text and f"{n_bundle} skipped" in text
+    assert [u.key for u in at.file_uploader] == ["b_upload_1"]  # a fresh uploader: the uploaded bytes are dropped
     table = at.dataframe[0].value
     assert len(table) == n_bundle and set(table["status"]) == {"skipped: already stored"}
 
     bad = io.BytesIO()
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("../evil.json", "{}")
-    at.file_uploader(key="b_upload").clear().upload("evil.zip", bad.getvalue(), "application/zip")
+    at.file_uploader(key="b_upload_1").upload("evil.zip", bad.getvalue(), "application/zip")
     ok(at.run())
     assert any("Rejected" in e.value and "unsafe path" in e.value for e in at.error)
     n = len(app_store)
@@ -207,7 +208,7 @@ def test_bundles_import_report(app_store, tmp_path):
     rec = dict(rec, config=cfg, hash=RunConfig.from_dict(cfg).hash())
     other.put(rec)
     path = other.export_bundle(tmp_path / "new.zip", [rec["hash"]])
-    at.file_uploader(key="b_upload").clear().upload("new.zip", path.read_bytes(), "application/zip")
+    at.file_uploader(key="b_upload_2").upload("new.zip", path.read_bytes(), "application/zip")
     ok(at.run())
     assert any("1 added, 0 skipped" in s.value for s in at.success)
     assert len(app_store) == n + 1 and app_store.has(rec["hash"])
