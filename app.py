@@ -3,21 +3,12 @@ it sets up navigation and the sidebar's store / queue status, then runs the chos
 
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 
-st.set_page_config(page_title="LTHVP: sparsity vs prompting", page_icon=db.favicon(), layout="wide")
+st.set_page_config(page_title="LTHVP: sparsity vs prompting", page_icon=app_frame.favicon(), layout="wide")
 
-PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
-    st.Page("pages/sparsity.py", title="Sparsity curves", icon=":material/show_chart:", url_path="sparsity"),
-    st.Page("pages/calibration.py", title="Calibration", icon=":material/balance:", url_path="calibration"),
-    st.Page("pages/effects.py", title="Effects", icon=":material/functions:", url_path="effects"),
-    st.Page("pages/run_detail.py", title="Run details", icon=":material/search:", url_path="run-detail"),
-    st.Page("pages/prompts.py", title="Prompts", icon=":material/image:", url_path="prompts"),
-    st.Page("pages/run.py", title="Run", icon=":material/play_arrow:", url_path="run"),
-    st.Page("pages/bundles.py", title="Bundles", icon=":material/inventory_2:", url_path="bundles"),
-]
-page = st.navigation(PAGES)
+page = st.navigation(app_frame.app_pages())
 
 try:
     SHOWN_VERSION = db.store().version  # the store version this page was drawn from
@@ -46,4 +37,5 @@ with st.sidebar:
     store_status()
     st.caption("Every control's value is in the URL: copy the address bar to share this view.")
 
+st.session_state[app_frame.FRAME_KEY] = True  # tells the page it runs inside this frame
 page.run()

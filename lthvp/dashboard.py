@@ -4,7 +4,6 @@ are importable without a running app."""
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
@@ -20,22 +19,6 @@ from lthvp.presets import get_preset
 from lthvp.store import ResultStore, open_seeded_store
 SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "map", "lp"]
-
-
-@functools.lru_cache(maxsize=1)
-def favicon():
-    """The tab icon, drawn here so the browser never fetches one from a font host (offline servers):
-    a 4x4 weight grid with some weights pruned."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(img)
-    draw.rounded_rectangle((0, 0, 31, 31), radius=6, fill=(31, 119, 180, 255))
-    kept = {0, 2, 5, 7, 8, 11, 13, 14}
-    for i in range(16):
-        x, y = 4 + 7 * (i % 4), 4 + 7 * (i // 4)
-        draw.rectangle((x, y, x + 4, y + 4), fill=(255, 255, 255, 255) if i in kept else (255, 255, 255, 60))
-    return img
 
 
 def is_hash(value) -> bool:
@@ -275,22 +258,3 @@ def shot_select(part: pd.DataFrame, column) -> str:
     shots_all = shots_order(part["shots"].unique())
     return column.selectbox("Shots per class", shots_all, key="shot", bind="query-params", format_func=shots_label,
                             index=shots_all.index(part["shots"].value_counts().idxmax()))
-
-
-def frame_guard() -> None:
-    """Make a deep link work on a freshly started server.
-
-    Streamlit (1.64) runs in the legacy ``pages/`` mode until some session executes ``st.navigation``:
-    the first visitor of ``/sparsity`` would get ``pages/sparsity.py`` alone (no app frame, legacy
-    navigation). Every page calls this first; in that situation it switches the process to
-    ``st.navigation`` mode and reruns, so ``app.py`` (the frame) runs and routes to the page."""
-    try:
-        from streamlit import config
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - internal API moved
-        return
-    # AppTest resets this flag before every run, and a rerun would drop a test's button click;
-    # under AppTest the page runs standalone (pages do not depend on the frame).
-    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
-        PagesManager.uses_pages_directory = False
-        _st().rerun()

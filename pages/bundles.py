@@ -7,11 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 from lthvp import plots
 from lthvp.store import BundleError
 
-db.frame_guard()
+app_frame.ensure_frame()
 
 st.title("Result bundles")
 st.caption("A bundle is a zip of JSON results + PNG prompts + provenance (package versions, git commit, device, "

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 from lthvp import plots
 
-db.frame_guard()
+app_frame.ensure_frame()
 
 st.title("Calibration")
 df = db.results_or_stop()

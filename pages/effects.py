@@ -3,12 +3,13 @@ this page reads and draws). The ticket family is the unit of replication."""
 
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 from lthvp import effects as E
 from lthvp.effect_plots import forest_figure
 from lthvp.report import shots_label, shots_order
 
-db.frame_guard()
+app_frame.ensure_frame()
 
 st.title("Effects")
 df = db.results_or_stop()

@@ -4,11 +4,12 @@ images, and the label mapping (target -> source class) per level and over epochs
 import numpy as np
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 from lthvp import plots, prompt_plots
 from lthvp.catalog import SOURCE_CLASSES
 
-db.frame_guard()
+app_frame.ensure_frame()
 
 
 @st.cache_resource(show_spinner="loading target images…")

@@ -10,6 +10,7 @@ from itertools import product
 
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 from lthvp import jobs as J
 from lthvp import plots
@@ -17,7 +18,7 @@ from lthvp.config import RunConfig
 from lthvp.catalog import TARGETS
 from lthvp.presets import PRESETS, resolve
 
-db.frame_guard()
+app_frame.ensure_frame()
 
 STATE_COLORS = {J.QUEUED: "gray", J.RUNNING: "blue", J.DONE: "green", J.FAILED: "red", J.CANCELLED: "orange",
                 J.CRASHED: "violet"}

@@ -4,11 +4,12 @@ reliability diagram, prompt and mapping; a searchable runs table opens any run (
 import pandas as pd
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 from lthvp import plots, prompt_plots
 from lthvp.effects import family_keys
 
-db.frame_guard()
+app_frame.ensure_frame()
 
 st.title("Run")
 df = db.results_or_stop()

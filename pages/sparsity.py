@@ -2,10 +2,11 @@
 
 import streamlit as st
 
+from lthvp import app_frame
 from lthvp import dashboard as db
 from lthvp import plots, report
 
-db.frame_guard()
+app_frame.ensure_frame()
 
 st.title("Sparsity curves")
 df = db.results_or_stop()
