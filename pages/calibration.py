@@ -17,11 +17,10 @@ part = db.ticket_rows(df, ds)
 shot = db.shot_select(part, c2)
 part = part[part["shots"] == shot]
 seeds = sorted(int(s) for s in part["seed"].unique())
-seed = c3.selectbox("Seed", seeds, key="seed", bind="query-params")
+seed = db.linked(c3, "selectbox", "Seed", seeds, "seed", seeds[0] if seeds else None)
 part = part[part["seed"] == seed]
 levels = sorted(int(v) for v in part["level"].unique())
-level = c4.selectbox("Level", levels, key="level", bind="query-params", index=len(levels) - 1,
-                     format_func=lambda lv: f"L{lv}")
+level = db.linked(c4, "selectbox", "Level", levels, "level", levels[-1] if levels else None, format_func=lambda lv: f"L{lv}")
 
 st.subheader(f"VP vs LP at level L{level}")
 panels, missing = [], []
@@ -47,11 +46,11 @@ else:
 st.subheader("Dense vs sparse")
 d1, d2 = st.columns(2)
 methods = [m for m in ("vp", "map", "lp") if m in set(part["method"])]
-method = d1.selectbox("Method", methods, key="method", bind="query-params",
-                      format_func=lambda m: plots.METHOD_NAMES.get(m, m))
+method = db.linked(d1, "selectbox", "Method", methods, "method", methods[0] if methods else None,
+                   format_func=lambda m: plots.METHOD_NAMES.get(m, m))
 sparse_opts = [lv for lv in sorted(int(v) for v in part[part["method"] == method]["level"].unique())]
-sparse = d2.selectbox("Sparse level", sparse_opts, key="sparse", bind="query-params", index=len(sparse_opts) - 1,
-                      format_func=lambda lv: f"L{lv}")
+sparse = db.linked(d2, "selectbox", "Sparse level", sparse_opts, "sparse", sparse_opts[-1] if sparse_opts else None,
+                   format_func=lambda lv: f"L{lv}")
 dense_rec = db.find_record(part, method=method, level=min(sparse_opts)) if sparse_opts else None
 if sparse_opts and min(sparse_opts) != 0:
     st.info(f"No dense (level 0) run is stored for this method, shot count and seed; the least sparse stored "

@@ -24,8 +24,7 @@ if table.empty:
             "metrics and per-sample predictions: those metrics are unavailable for them).")
     st.stop()
 levels = sorted({int(c[1:].split("-")[0]) for c in table["contrast"] if c.startswith("L")})
-level = c3.selectbox("Level for contrasts", levels, key="level", bind="query-params", index=len(levels) - 1,
-                     format_func=lambda lv: f"L{lv}")
+level = db.linked(c3, "selectbox", "Level for contrasts", levels, "level", levels[-1] if levels else None, format_func=lambda lv: f"L{lv}")
 
 n_fam = int(table["n_families"].max())
 st.caption(f"{n_fam} ticket famil{'y' if n_fam == 1 else 'ies'}; contrasts are paired within (family, seed). "

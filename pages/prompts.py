@@ -37,11 +37,10 @@ ds = db.dataset_select(vp, c1)
 part = db.ticket_rows(vp, ds)
 shot = db.shot_select(part, c2)
 seeds = sorted(int(s) for s in part[part["shots"] == shot]["seed"].unique())
-seed = c3.selectbox("Seed", seeds, key="seed", bind="query-params")
+seed = db.linked(c3, "selectbox", "Seed", seeds, "seed", seeds[0] if seeds else None)
 sel = part[(part["shots"] == shot) & (part["seed"] == seed)]
 levels_all = sorted(int(v) for v in sel["level"].unique())
-levels = st.multiselect("Levels", levels_all, default=levels_all, key="levels", bind="query-params",
-                        format_func=lambda lv: f"L{lv}")
+levels = db.linked(st, "multiselect", "Levels", levels_all, "levels", levels_all, format_func=lambda lv: f"L{lv}")
 source_classes = SOURCE_CLASSES.get(sel["preset"].iloc[0] if len(sel) else "mini", [])
 
 records = [r for r in (db.find_record(sel, level=lv) for lv in levels) if r is not None and r.get("prompt_png")]
@@ -70,8 +69,8 @@ else:
     st.info("No stored prompt for these levels.")
 
 st.subheader("Across shot counts")
-lv_shots = st.selectbox("Level for the shot comparison", levels_all, key="shots_level", bind="query-params",
-                        format_func=lambda lv: f"L{lv}")
+lv_shots = db.linked(st, "selectbox", "Level for the shot comparison", levels_all, "shots_level",
+                     levels_all[0] if levels_all else None, format_func=lambda lv: f"L{lv}")
 shots_all = plots.shots_order(part["shots"].unique())
 by_shot = [r for r in (db.find_record(part, level=lv_shots, shots=s, seed=seed) or db.find_record(part, level=lv_shots, shots=s)
                        for s in shots_all) if r is not None and r.get("prompt_png")]
@@ -81,8 +80,8 @@ if by_shot:
                                              for r in by_shot], cols=5), key="prompts_shots", theme=None)
 
 st.subheader("The prompt applied to target images")
-level = st.selectbox("Level", [r["config"]["level"] for r in records] or levels_all, key="level",
-                     bind="query-params", format_func=lambda lv: f"L{lv}")
+level_opts = [r["config"]["level"] for r in records] or levels_all
+level = db.linked(st, "selectbox", "Level", level_opts, "level", level_opts[0] if level_opts else None, format_func=lambda lv: f"L{lv}")
 rec = db.find_record(sel, level=level)
 
 

@@ -23,14 +23,13 @@ by = c3.radio("One line per", ["shots", "method"], key="by", bind="query-params"
 
 c4, c5, c6 = st.columns([1, 2, 1])
 methods_all = [m for m in ("vp", "map", "lp") if m in set(part["method"])]
-methods = c4.multiselect("Methods", methods_all, default=methods_all, key="methods", bind="query-params",
-                         format_func=lambda m: plots.METHOD_NAMES.get(m, m))
+methods = db.linked(c4, "multiselect", "Methods", methods_all, "methods", methods_all,
+                    format_func=lambda m: plots.METHOD_NAMES.get(m, m))
 shots_all = plots.shots_order(part["shots"].unique())
-shots = c5.multiselect("Shots per class", shots_all, default=shots_all, key="shots", bind="query-params",
-                       format_func=plots.shots_label)
+shots = db.linked(c5, "multiselect", "Shots per class", shots_all, "shots", shots_all, format_func=plots.shots_label)
 arms_all = sorted(part["arm"].unique(), key=lambda a: a != "ticket")
-arms = c6.multiselect("Arms", arms_all, default=arms_all, key="arms", bind="query-params",
-                      help="ticket = IMP lottery ticket; random = random pruning at equal sparsity (dashed)")
+arms = db.linked(c6, "multiselect", "Arms", arms_all, "arms", arms_all,
+                 help="ticket = IMP lottery ticket; random = random pruning at equal sparsity (dashed)")
 
 sel = part[part["method"].isin(methods) & part["shots"].isin(shots) & part["arm"].isin(arms)]
 if sel.empty:

@@ -262,3 +262,13 @@ def test_run_page_picks_a_ticket_family(app_store):
     at = ok(app("pages/run.py", {"r_family": "family 0", "r_seeds": "8", "r_methods": "mapping only"}))
     assert at.selectbox(key="r_family").value == 0 and at.multiselect(key="r_methods").value == ["map"]
     assert "1 to train" in at.markdown[0].value
+
+
+def test_a_link_value_that_is_not_available_is_named(app_store):
+    at = ok(app("pages/calibration.py", {"level": "L99"}))
+    (note,) = [w.value for w in at.warning if "L99" in w.value]
+    assert "level=L99 is not available here" in note
+    assert at.selectbox(key="level").value == int(at.selectbox(key="level").options[-1][1:])  # the page's choice
+    assert at.query_params["level"] == [at.selectbox(key="level").options[-1]]  # written back: the link is complete
+    at = ok(app("pages/sparsity.py", {"methods": ["VP", "nonsense"]}))
+    assert any("methods=nonsense" in w.value for w in at.warning)

@@ -235,3 +235,42 @@ def test_no_request_leaves_the_app_and_no_console_error(server, browser):
     status_404 = "Failed to load resource: the server responded with a status of 404"
     assert [e for e in errors if status_404 not in e] == [], errors[:10]
     assert sum(status_404 in e for e in errors) <= len(bad_http)
+
+
+def test_links_hold_after_more_results(server, browser):
+    """A link copied from each results page carries every data-dependent choice, so it reopens the
+    same widgets in a fresh browser context after results arrive that move those defaults."""
+    from playwright.sync_api import expect
+
+    from helpers import make_record
+
+    url, store, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+
+    def widgets(p):  # each select's label and shown value(s)
+        main = p.get_by_test_id("stMain")
+        return [(w.inner_text(), w.get_by_role("combobox").input_value()) for w in main.get_by_test_id("stSelectbox").all()] + \
+               [" ".join(w.inner_text().split()) for w in main.get_by_test_id("stMultiSelect").all()]
+
+    links, shown = {}, {}
+    for name in ("sparsity", "calibration", "effects", "prompts"):
+        page.goto(page_url(url, name))
+        settle(page)
+        links[name], shown[name] = page.url, widgets(page)
+    assert "shot=" in links["calibration"] and "level=" in links["calibration"] and "ds=" in links["calibration"]
+    # results that move the data-dependent defaults: a new best-covered shot count and a new last level
+    for seed in range(40, 52):
+        store.put(make_record(seed, method="vp", level=8))
+        store.put(make_record(seed, method="lp", level=8))
+    fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    fresh.goto(page_url(url, "calibration"))  # without the link's values the page now opens elsewhere
+    settle(fresh)
+    assert widgets(fresh) != shown["calibration"], "the added results did not move the defaults: the test proves nothing"
+    for name, link in links.items():
+        fresh.goto(link)
+        settle(fresh)
+        expect(fresh.get_by_test_id("stException")).to_have_count(0)
+        assert widgets(fresh) == shown[name], name
+    fresh.context.close()
+    context.close()
