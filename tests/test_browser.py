@@ -158,9 +158,18 @@ def test_submit_tiny_job_and_see_result(server, browser):
     expect(page.get_by_text("1 already in the store")).to_be_visible(timeout=30_000)
     page.screenshot(path=str(SHOTS / "run_done.png"), full_page=True)
     assert len(store) == before + 1
+    # a second submission right away (within 60 s of the automatic worker start, which used to leave
+    # it queued forever while the first worker exits): it is picked up and finishes too
+    started = time.time()
+    page.goto(f"{url}/run?r_levels=L0&r_methods=LP&r_shots=1-shot&r_seeds=6&r_epochs=1&user=browser-test")
+    settle(page)
+    page.get_by_role("button", name="Submit 1 run").click()
+    expect(page.get_by_text("Queued 1 job(s) for browser-test")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("1 already in the store")).to_be_visible(timeout=180_000)
+    assert len(store) == before + 2 and time.time() - started < 180
     page.goto(f"{url}/")
     settle(page)
-    expect(page.get_by_test_id("stMetric").filter(has_text="runs")).to_contain_text(str(before + 1))
+    expect(page.get_by_test_id("stMetric").filter(has_text="runs")).to_contain_text(str(before + 2))
     page.close()
 
 
