@@ -24,6 +24,7 @@ H1 = {"overview": "Lottery tickets", "sparsity": "Sparsity curves", "calibration
       "prompts": "Prompts and label mappings", "run": "Run experiments", "bundles": "Result bundles"}
 PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/prompts.py", "pages/run.py",
          "pages/bundles.py"]
+SERVER_ONLY = ["pages/effects.py", "pages/run_detail.py"]  # timed server-side (run_detail opens one run by hash)
 
 
 def synthetic_store(directory: Path, template_bundle: Path, n: int) -> None:
@@ -61,11 +62,16 @@ def time_pages(directory: Path, repeats: int = 1) -> dict:
     os.environ["LTHVP_STORE"] = str(directory)
     os.environ["LTHVP_AUTOSTART_WORKER"] = "0"
     out = {}
-    for page in PAGES:
+    from lthvp.store import ResultStore
+
+    some_hash = ResultStore(directory).hashes()[0]
+    for page in PAGES + SERVER_ONLY:
         st.cache_data.clear()
         st.cache_resource.clear()
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
         at.switch_page(page)
+        if page.endswith("run_detail.py"):
+            at.query_params["hash"] = some_hash
         t0 = time.perf_counter()
         at.run()
         cold = time.perf_counter() - t0
@@ -176,9 +182,9 @@ def main() -> int:
     args = ap.parse_args()
     if not args.bundle.exists():
         sys.path.insert(0, str(REPO / "tests"))
-        from test_app import test_bundle
+        from helpers import page_bundle
 
-        args.bundle = test_bundle()
+        args.bundle = page_bundle()
     from lthvp.store import ResultStore
 
     tmp = Path(tempfile.mkdtemp(prefix="lthvp-bench-"))
@@ -197,7 +203,7 @@ def main() -> int:
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; cpus {os.cpu_count()}\n")
     print("| page | " + " | ".join(f"{n} cold s | {n} warm s" for n in names) + " |")
     print("|---|" + "---|---|" * len(names))
-    for page in PAGES:
+    for page in PAGES + SERVER_ONLY:
         cells = []
         for n in names:
             cold, warm = rows[n][0][page]

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import REPO, page_bundle
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a real server and Chromium: minutes
 CHROMIUM = os.environ.get("LTHVP_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
         "--disable-gpu"]

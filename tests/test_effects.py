@@ -185,6 +185,7 @@ def test_known_slope_difference_detected():
         assert "detected at 5%" in verdict(row) and "not detected" not in verdict(row)
 
 
+@pytest.mark.slow  # many simulated studies
 def test_null_calibration():
     """No effect, between-family variance on the sparsity effect: the t test (families as units)
     rejects ~5% of the time, the sign-flip test no more than ~5%. 40 shot counts x 10 tables = 400."""

@@ -112,6 +112,7 @@ CORPUS = {"v1 fixture": None, "hostile text": _hostile_text, "largest prompts": 
           "extremes": _extremes, "lone cell": _lone_cell, "families": _families}
 
 
+@pytest.mark.slow  # one fresh process per bundle
 @pytest.mark.parametrize("case", list(CORPUS))
 def test_pages_render_after_every_accepted_bundle(tmp_path, case):
     make = CORPUS[case]

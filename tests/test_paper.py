@@ -40,6 +40,7 @@ def test_load_pretrained_local_and_missing(weights, tmp_path, monkeypatch):
         paper.load_pretrained("resnet50", weights)  # a ResNet-18 file for a ResNet-50: strict
 
 
+@pytest.mark.slow  # ResNet-50 pruning/training on CPU: tens of seconds
 def test_one_shot_family_fractions_and_report(weights, tmp_path):
     info = paper.one_shot_family(weights, [0, 1, 3], tmp_path / "fam", arch=ARCH, random_levels=[3])
     for level in (0, 1, 3):
@@ -61,6 +62,7 @@ def test_one_shot_family_fractions_and_report(weights, tmp_path):
         paper.one_shot_family(weights, [1], tmp_path / "fam", arch=ARCH, ignore=())
 
 
+@pytest.mark.slow  # ResNet-50 pruning/training on CPU: tens of seconds
 def test_one_shot_prunes_stem_and_head_when_asked(weights, tmp_path):
     info = paper.one_shot_family(weights, [2], tmp_path / "fam", arch=ARCH, ignore=())
     entry = info["levels"]["2"]
@@ -68,6 +70,7 @@ def test_one_shot_prunes_stem_and_head_when_asked(weights, tmp_path):
     assert entry["remaining"]["all_prunable"] == pytest.approx(0.64, abs=1e-6)
 
 
+@pytest.mark.slow  # ResNet-50 pruning/training on CPU: tens of seconds
 def test_import_family_infers_levels(weights, tmp_path):
     model = paper.load_pretrained(ARCH, weights)
     masks = global_magnitude_prune(model, None, 1 - 0.8 ** 2, paper.DEFAULT_IGNORE)
@@ -98,6 +101,7 @@ def _image_folder(root, classes=3, per_class=4, size=40):
     return root
 
 
+@pytest.mark.slow  # ResNet-50 pruning/training on CPU: tens of seconds
 def test_imp_imagefolder_rewinds_and_resumes(weights, tmp_path):
     folder = _image_folder(tmp_path / "imgs")
     recipe = paper.IMPRecipe(epochs=1, batch_size=4, image_size=32, max_steps=1)
@@ -150,6 +154,7 @@ def test_paper_preset_sizes_and_matched_lp():
     assert out.shape == (2, 3, 224, 224)
 
 
+@pytest.mark.slow  # ResNet-50 pruning/training on CPU: tens of seconds
 def test_resnet50_vp_and_lp_step_small_resolution():
     torch.manual_seed(0)
     model = freeze(build_model("resnet50"))
