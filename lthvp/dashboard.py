@@ -155,7 +155,13 @@ def _resources():
     def record(directory: str, key: str, version: int) -> dict | None:
         return open_store(directory)[0].get(key)
 
-    return open_store, open_queue, table, record
+    @st.cache_data(show_spinner="Computing effects…", max_entries=16)
+    def effects(directory: str, version: int, metric: str, dataset: str) -> pd.DataFrame:
+        from lthvp.effects import effects as compute
+
+        return compute(results(), metric, dataset)
+
+    return open_store, open_queue, table, record, effects
 
 
 _RES = None
@@ -188,6 +194,11 @@ def results() -> pd.DataFrame:
         df = df.copy()
         df["shots"] = df["shots"].astype(str)
     return df
+
+
+def effects_table(metric: str, dataset: str) -> pd.DataFrame:
+    """lthvp.effects.effects of the store, computed once per store version (seconds for thousands of runs)."""
+    return res()[4](str(store_dir()), store().version, metric, dataset)
 
 
 def record(key: str) -> dict | None:

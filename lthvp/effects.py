@@ -24,7 +24,7 @@ shot counts of one question (``test_family``: metric | method | arm | contrast).
 
 from __future__ import annotations
 
-from itertools import product
+import functools
 
 import numpy as np
 import pandas as pd
@@ -76,6 +76,13 @@ def main_protocol(df: pd.DataFrame) -> pd.DataFrame:
     return df[keep]
 
 
+@functools.lru_cache(maxsize=None)
+def _all_signs(n: int) -> np.ndarray:
+    """Every +-1 pattern of length n, one per row (2**n rows), built once per n."""
+    bits = (np.arange(2 ** n)[:, None] >> np.arange(n)[::-1]) & 1
+    return 1.0 - 2.0 * bits
+
+
 def sign_flip_p(values: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
     """Two-sided sign-flip permutation p for mean(values) = 0 (exact for n <= 16)."""
     v = np.asarray(values, dtype=float)
@@ -84,7 +91,7 @@ def sign_flip_p(values: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
         return float("nan")
     observed = abs(v.mean())
     if n <= MAX_EXACT_FLIPS:
-        signs = np.array(list(product((1.0, -1.0), repeat=n)))
+        signs = _all_signs(n)
     else:
         signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(draws, n))
     hits = int(np.sum(np.abs(signs @ v / n) >= observed - 1e-12))

@@ -18,7 +18,7 @@ c1, c2, c3 = st.columns(3)
 ds = db.dataset_select(df, c1)
 metric = c2.selectbox("Metric", list(E.METRICS), key="metric", bind="query-params",
                       help="ts_*: after temperature scaling fitted on each run's validation split")
-table = E.effects(df, metric, ds)
+table = db.effects_table(metric, ds)
 if table.empty:
     st.info("No contrast can be formed for this metric and dataset (older records lack temperature-scaled "
             "metrics and per-sample predictions: those metrics are unavailable for them).")
