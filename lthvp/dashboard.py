@@ -21,6 +21,11 @@ SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "map", "lp"]
 
 
+def plot_config(name: str) -> dict:
+    """Every chart's toolbar: the camera button saves an SVG (vector, for papers) named after the chart."""
+    return {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": f"lthvp_{name}", "scale": 2}}
+
+
 def is_hash(value) -> bool:
     """A result hash (16 lowercase hex digits), e.g. from a chart point's customdata."""
     return isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdef" for c in value)

@@ -24,7 +24,8 @@ if table.empty:
             "metrics and per-sample predictions: those metrics are unavailable for them).")
     st.stop()
 levels = sorted({int(c[1:].split("-")[0]) for c in table["contrast"] if c.startswith("L")})
-level = db.linked(c3, "selectbox", "Level for contrasts", levels, "level", levels[-1] if levels else None, format_func=lambda lv: f"L{lv}")
+level = db.linked(c3, "selectbox", "Level for contrasts", levels, "level", levels[-1] if levels else None,
+                  format_func=lambda lv: f"L{lv}")
 
 n_fam = int(table["n_families"].max())
 st.caption(f"{n_fam} ticket famil{'y' if n_fam == 1 else 'ies'}; contrasts are paired within (family, seed). "
@@ -52,29 +53,30 @@ if not vp_map.empty:
 
 st.subheader(f"Level L{level} vs dense L0")
 st.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"{metric}: L{level} - L0", metric),
-                key="forest_level", theme=None)
+                key="forest_level", theme=None, config=db.plot_config("forest_level"))
 left, right = st.columns(2)
 left.plotly_chart(forest_figure(table[table["contrast"].isin(["slope", "vp-lp_slope"])],
-                                f"{metric}: slope per halving, VP vs LP", metric), key="forest_slope", theme=None)
+                                f"{metric}: slope per halving, VP vs LP", metric), key="forest_slope", theme=None,
+                                    config=db.plot_config("forest_slope"))
 arms = table[table["contrast"].isin([f"imp-random_L{level}", f"vp-map_L{level}"])]
 if arms.empty:
     right.info(f"No random-arm or mapping-only runs pair with L{level}.")
 else:
     right.plotly_chart(forest_figure(arms, f"{metric}: IMP - random and VP - mapping only at L{level}", metric),
-                       key="forest_arms", theme=None)
+                       key="forest_arms", theme=None, config=db.plot_config("forest_arms"))
 
 if metric in ("ece", "nll", "brier", "mce"):
     st.subheader("Raw vs temperature-scaled calibration")
     scaled = E.effects(df, f"ts_{metric}", ds) if f"ts_{metric}" in E.METRICS else table.iloc[0:0]
     a, b = st.columns(2)
     a.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"raw {metric}: L{level} - L0", metric),
-                   key="raw_cal", theme=None)
+                   key="raw_cal", theme=None, config=db.plot_config("raw_cal"))
     if scaled.empty:
         b.info("No temperature-scaled metrics in these records (older bundles): unavailable, not zero.")
     else:
         b.plotly_chart(forest_figure(scaled[scaled["contrast"] == f"L{level}-L0"],
                                      f"temperature-scaled {metric}: L{level} - L0", f"ts_{metric}"),
-                       key="ts_cal", theme=None)
+                       key="ts_cal", theme=None, config=db.plot_config("ts_cal"))
 
 st.subheader("All contrasts")
 st.dataframe(table, hide_index=True)

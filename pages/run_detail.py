@@ -64,17 +64,18 @@ if dense is not None and dense["hash"] != key:
                 f"(this run {100 * d:+.2f} points); [open it](?hash={dense['hash']})")
 
 left, right = st.columns(2)
-left.plotly_chart(prompt_plots.curves_figure(rec), key="curves", theme=None)
+left.plotly_chart(prompt_plots.curves_figure(rec), key="curves", theme=None, config=db.plot_config("curves"))
 left.caption(f"Chosen epoch (round): {rec.get('best_epoch')} — by validation accuracy, ties by validation NLL; "
              f"validation images: {rec.get('n_val')}; training images: {rec.get('n_train')}; steps: {rec.get('steps')}.")
-right.plotly_chart(plots.reliability_figure([(plots.record_label(rec), rec)], height=360), key="rel", theme=None)
+right.plotly_chart(plots.reliability_figure([(plots.record_label(rec), rec)], height=360), key="rel", theme=None,
+    config=db.plot_config("rel"))
 
 if rec.get("prompt_png"):
     st.subheader("Prompt")
     prompt = prompt_plots.decode_png(rec["prompt_png"])
     st.plotly_chart(prompt_plots.image_grid([("as learned", prompt), ("contrast-stretched", prompt_plots.contrast_stretch(prompt)),
                                              ("|prompt - grey start| x4", prompt_plots.shift_from_start(prompt))], cols=3, scale=6),
-                    key="prompt", theme=None)
+                    key="prompt", theme=None, config=db.plot_config("prompt"))
     if rec.get("prompt_shift") is not None:
         st.caption(f"Mean distance of the border from its grey start: {255 * rec['prompt_shift']:.1f}/255.")
 if rec.get("mapping"):

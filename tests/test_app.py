@@ -63,6 +63,8 @@ def test_every_page_renders(app_store, page):
     assert at.title[0].value
     if page in ("pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/prompts.py"):
         assert figures(at), f"{page} drew no chart"
+    for el in at.get("plotly_chart"):  # every chart exports SVG from its toolbar
+        assert json.loads(el.proto.config)["toImageButtonOptions"]["format"] == "svg"
 
 
 def test_overview_numbers(app_store):
