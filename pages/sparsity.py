@@ -70,10 +70,13 @@ st.caption(f"{len(sel)} runs. Mean over seeds (over families when there are seve
            + (" Turn on *Every run* and click a point to open that run." if not runs else " Click a point to open its run."))
 
 agg = report.aggregate(sel, value or metric)
-agg = agg.assign(remaining=(100 * agg["remaining"]).round(2)).sort_values(["method", "arm", "shots", "level"])
+unit = " %" if plots.METRICS[metric][1] else ""  # the table and its CSV in the chart's units
+scale = 100 if unit else 1
+agg = agg.assign(remaining=(100 * agg["remaining"]).round(2), **{c: scale * agg[c] for c in ("mean", "std", "lo", "hi")})
+agg = agg.sort_values(["method", "arm", "shots", "level"]).rename(
+    columns={"remaining": "remaining %", **{c: c + unit for c in ("mean", "std", "lo", "hi")}})
 with st.expander(f"Numbers ({'change in ' if value else ''}{label}: mean, 95% CI, runs)", expanded=False):
-    st.dataframe(agg, hide_index=True, width="stretch",
-                 column_config={"remaining": st.column_config.NumberColumn("remaining %", format="%.2f")})
+    st.dataframe(agg, hide_index=True, width="stretch")
     st.download_button("Download CSV", agg.to_csv(index=False), file_name=f"lthvp_{ds}_{metric}.csv",
                        mime="text/csv", on_click="ignore")
 

@@ -274,3 +274,14 @@ def test_a_link_value_that_is_not_available_is_named(app_store):
     assert at.query_params["level"] == [at.selectbox(key="level").options[-1]]  # written back: the link is complete
     at = ok(app("pages/sparsity.py", {"methods": ["VP", "nonsense"]}))
     assert any("methods=nonsense" in w.value for w in at.warning)
+
+
+def test_sparsity_numbers_are_in_the_charts_units(app_store):
+    at = ok(app("pages/sparsity.py", {"metric": "accuracy"}))
+    table = at.dataframe[0].value
+    assert {"mean %", "lo %", "hi %", "remaining %"} <= set(table.columns)
+    fig = figures(at)[0]
+    ys = {round(y, 6) for t in fig["data"] if t.get("mode") == "lines+markers" for y in t["y"]}
+    assert {round(v, 6) for v in table["mean %"]} <= ys  # the same numbers as the chart's points
+    at = ok(app("pages/sparsity.py", {"metric": "nll"}))
+    assert "mean" in at.dataframe[0].value.columns  # NLL has no percent
