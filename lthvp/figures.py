@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lthvp import plots, prompt_plots, report
+from lthvp import plots, prompt_plots, reliability_plots, report
 from lthvp.effect_plots import forest_figure
 from lthvp.effects import effects
 from lthvp.findings import findings_markdown
@@ -44,7 +44,7 @@ def study_figures(records: list[dict], dataset: str = "digits") -> dict[str, obj
     return {
         "accuracy_vs_sparsity": plots.sparsity_figure(df, "accuracy", by="method", title=f"{dataset}: accuracy"),
         "ece_vs_sparsity": plots.sparsity_figure(df, "ece", by="method", title=f"{dataset}: ECE"),
-        "reliability_dense_vs_sparse": plots.reliability_figure(panels),
+        "reliability_dense_vs_sparse": reliability_plots.reliability_figure(panels),
         "prompts_across_levels": prompt_plots.image_grid(prompts, cols=len(prompts), scale=4,
                                                   title="learned VP border per level (full data, seed 0)"),
     }

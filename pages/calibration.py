@@ -4,7 +4,7 @@ import streamlit as st
 
 from lthvp import app_frame
 from lthvp import dashboard as db
-from lthvp import plots
+from lthvp import plots, reliability_plots
 
 app_frame.ensure_frame()
 
@@ -35,7 +35,7 @@ if missing and panels:
     st.info(f"No {' or '.join(missing)} run is stored for level L{level} at this shot count and seed; "
             "only the stored method is shown.")
 if panels:
-    st.plotly_chart(plots.reliability_figure(panels), key="vp_lp", theme=None, config=db.plot_config("vp_lp"))
+    st.plotly_chart(reliability_plots.reliability_figure(panels), key="vp_lp", theme=None, config=db.plot_config("vp_lp"))
     cols = st.columns(len(panels))
     for col, (label, rec) in zip(cols, panels):
         m = rec["metrics"]
@@ -62,7 +62,7 @@ pair = [(("dense " if r["config"]["level"] == 0 else "") + plots.record_label(r)
 if len(pair) == 2 and pair[0][1]["hash"] == pair[1][1]["hash"]:
     pair = pair[:1]
 if pair:
-    st.plotly_chart(plots.reliability_figure(pair), key="dense_sparse", theme=None,
+    st.plotly_chart(reliability_plots.reliability_figure(pair), key="dense_sparse", theme=None,
         config=db.plot_config("dense_sparse"))
 st.caption("Bars: accuracy per confidence bin (15 equal-width bins, top-label); red: gap to the bin's mean "
            "confidence (above the bar = over-confident); grey: share of test samples per bin. The ECE on each "

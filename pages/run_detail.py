@@ -6,7 +6,7 @@ import streamlit as st
 
 from lthvp import app_frame
 from lthvp import dashboard as db
-from lthvp import plots, prompt_plots
+from lthvp import plots, prompt_plots, reliability_plots
 from lthvp.effects import family_keys
 
 app_frame.ensure_frame()
@@ -67,7 +67,7 @@ left, right = st.columns(2)
 left.plotly_chart(prompt_plots.curves_figure(rec), key="curves", theme=None, config=db.plot_config("curves"))
 left.caption(f"Chosen epoch (round): {rec.get('best_epoch')} — by validation accuracy, ties by validation NLL; "
              f"validation images: {rec.get('n_val')}; training images: {rec.get('n_train')}; steps: {rec.get('steps')}.")
-right.plotly_chart(plots.reliability_figure([(plots.record_label(rec), rec)], height=360), key="rel", theme=None,
+right.plotly_chart(reliability_plots.reliability_figure([(plots.record_label(rec), rec)], height=360), key="rel", theme=None,
     config=db.plot_config("rel"))
 
 if rec.get("prompt_png"):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lthvp import plots, prompt_plots, report
+from lthvp import plots, prompt_plots, reliability_plots, report
 from lthvp.metrics import evaluate
 
 
@@ -87,9 +87,9 @@ def make_record(seed=0, n=300, k=10):
 
 def test_reliability_panel_ece_equals_stored():
     recs = [make_record(0), make_record(1)]
-    fig = plots.reliability_figure([(plots.record_label(r), r) for r in recs])
+    fig = reliability_plots.reliability_figure([(plots.record_label(r), r) for r in recs])
     for r, ece, note in zip(recs, fig.layout.meta["ece"], [a for a in fig.layout.annotations if "ECE" in a.text]):
-        assert plots.panel_ece(r) == pytest.approx(r["metrics"]["ece"], abs=1e-12)
+        assert reliability_plots.panel_ece(r) == pytest.approx(r["metrics"]["ece"], abs=1e-12)
         assert ece == pytest.approx(r["metrics"]["ece"], abs=1e-12)
         assert f"ECE {100 * r['metrics']['ece']:.2f}%" in note.text
     bars = [t for t in fig.data if t.type == "bar" and t.name == "accuracy"]
@@ -201,3 +201,17 @@ def test_prompt_views():
     assert moved[0, 0].tolist() == [17] * 3 and moved[0, 20].tolist() == [15] * 3 and moved[10, 0].tolist() == [1] * 3
     with pytest.raises(ValueError):
         prompt_plots.prompt_view(prompt, "inverted")
+
+
+def test_reliability_gap_is_split_into_over_and_under_confidence():
+    from lthvp.reliability_plots import reliability_figure
+
+    rec = make_record(3)
+    fig = reliability_figure([("one", rec)])
+    over = next(t for t in fig.data if t.name.startswith("over-confident"))
+    under = next(t for t in fig.data if t.name.startswith("under-confident"))
+    rel = rec["reliability"]
+    bins = [(c - a) for c, a, n in zip(rel["confidence"], rel["accuracy"], rel["count"]) if n]
+    assert len(over.y) == sum(g > 0 for g in bins) and len(under.y) == sum(g < 0 for g in bins)
+    assert all(y > 0 for y in over.y) and all(y < 0 for y in under.y)
+    assert over.showlegend and under.showlegend  # both colours explained even when one is empty
