@@ -70,3 +70,17 @@ def test_cycle_finder_finds_a_cycle():
 def test_no_module_over_300_lines():
     long = {module_name(p): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def test_readme_layout_table_matches_the_tree():
+    """Every module is named in the README's layout table, and every path named there exists."""
+    import re
+
+    readme = (PKG.parent / "README.md").read_text()
+    table = readme[readme.index("## Layout"):]
+    table = table[:table.index("\n## ", 5)]
+    named = set(re.findall(r"`([\w./-]+)`", table))
+    modules = {f"lthvp/{p.relative_to(PKG).as_posix()}" for p in PKG.rglob("*.py") if p.name != "__init__.py"}
+    assert not modules - named, f"modules missing from the README layout table: {sorted(modules - named)}"
+    paths = {n.rstrip("/") for n in named if "/" in n and not n.startswith("./")}  # ./data is the user's
+    assert all((PKG.parent / p).exists() for p in paths), [p for p in paths if not (PKG.parent / p).exists()]
