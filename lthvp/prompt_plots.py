@@ -108,32 +108,16 @@ def mapping_history_figure(record: dict, source_classes: Sequence[str]) -> go.Fi
     z = np.array(history, dtype=float).T  # (targets, epochs)
     text = [[source_classes[int(s)] if 0 <= int(s) < len(source_classes) else str(int(s)) for s in row] for row in z]
     changes = int((np.diff(z, axis=1) != 0).sum()) if z.shape[1] > 1 else 0
+    readable = z.shape[1] <= 12  # beyond a dozen epochs the cell labels overlap: names on hover only
     fig = go.Figure(go.Heatmap(z=z, x=[f"epoch {i + 1}" for i in range(z.shape[1])], y=[f"target {t}" for t in targets],
-                               text=text, texttemplate="%{text}", colorscale="Turbo", showscale=False,
-                               hovertemplate="%{y} → %{text} at %{x}<extra></extra>"))
+                               text=text, texttemplate="%{text}" if readable else None, colorscale="Turbo",
+                               showscale=False, xgap=1, ygap=1, hovertemplate="%{y} → %{text} at %{x}<extra></extra>"))
+    if not readable:
+        fig.update_xaxes(tickmode="array", tickvals=[f"epoch {i + 1}" for i in range(0, z.shape[1], 5)])
     fig.update_layout(title=f"label mapping over epochs ({changes} reassignment{'s' if changes != 1 else ''})",
                       height=max(260, 28 * len(targets) + 120), yaxis=dict(autorange="reversed"),
                       margin=dict(t=50))
     return fig
-
-
-def contrast_stretch(prompt: np.ndarray) -> np.ndarray:
-    """The border with its value range stretched to 0-255 per channel (the image area, all
-    black, is left out of the range), so small learned changes around grey become visible."""
-    border = prompt.reshape(-1, 3)[prompt.reshape(-1, 3).sum(1) > 0]
-    if border.size == 0:
-        return prompt.copy()
-    lo, hi = border.min(0).astype(float), border.max(0).astype(float)
-    out = (prompt.astype(float) - lo) / np.maximum(hi - lo, 1.0) * 255.0
-    out[prompt.sum(2) == 0] = 0
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def shift_from_start(prompt: np.ndarray) -> np.ndarray:
-    """|prompt - grey start| per pixel (the start is sigmoid(0) = 0.5 -> 128), scaled x4 for view."""
-    diff = np.abs(prompt.astype(int) - 128) * 4
-    diff[prompt.sum(2) == 0] = 0
-    return np.clip(diff, 0, 255).astype(np.uint8)
 
 
 def curves_figure(record: dict) -> go.Figure:

@@ -73,8 +73,8 @@ right.plotly_chart(reliability_plots.reliability_figure([(plots.record_label(rec
 if rec.get("prompt_png"):
     st.subheader("Prompt")
     prompt = prompt_plots.decode_png(rec["prompt_png"])
-    st.plotly_chart(prompt_plots.image_grid([("as learned", prompt), ("contrast-stretched", prompt_plots.contrast_stretch(prompt)),
-                                             ("|prompt - grey start| x4", prompt_plots.shift_from_start(prompt))], cols=3, scale=6),
+    st.plotly_chart(prompt_plots.image_grid([(view, prompt_plots.prompt_view(prompt, view))
+                                             for view in prompt_plots.PROMPT_VIEWS], cols=3, scale=6),
                     key="prompt", theme=None, config=db.plot_config("prompt"))
     if rec.get("prompt_shift") is not None:
         st.caption(f"Mean distance of the border from its grey start: {255 * rec['prompt_shift']:.1f}/255.")

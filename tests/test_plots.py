@@ -215,3 +215,13 @@ def test_reliability_gap_is_split_into_over_and_under_confidence():
     assert len(over.y) == sum(g > 0 for g in bins) and len(under.y) == sum(g < 0 for g in bins)
     assert all(y > 0 for y in over.y) and all(y < 0 for y in under.y)
     assert over.showlegend and under.showlegend  # both colours explained even when one is empty
+
+
+def test_mapping_history_labels_cells_only_while_readable():
+    short = {"mapping_history": [[i % 10 for i in range(10)]] * 5, "classes": [str(i) for i in range(10)]}
+    long = {**short, "mapping_history": short["mapping_history"] * 5}
+    names = [f"class {i}" for i in range(10)]
+    assert prompt_plots.mapping_history_figure(short, names).data[0].texttemplate == "%{text}"
+    fig = prompt_plots.mapping_history_figure(long, names)
+    assert fig.data[0].texttemplate is None and "%{text}" in fig.data[0].hovertemplate
+    assert list(fig.layout.xaxis.tickvals) == ["epoch 1", "epoch 6", "epoch 11", "epoch 16", "epoch 21"]
