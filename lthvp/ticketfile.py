@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from lthvp.models import build_model
 from lthvp.sparsity import Masks, apply_masks
@@ -64,9 +64,22 @@ def save_ticket_file(path: str | Path, model: nn.Module, masks: Masks, arch: str
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    save_file(tensors, tmp, metadata=meta)
+    with os.fdopen(fd, "wb") as f:
+        f.write(canonical_safetensors(save(tensors, metadata=meta)))
     os.replace(tmp, path)
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its header's metadata keys in sorted order. safetensors writes metadata in
+    random order (upstream safetensors#584), so identical tickets got different sha256 digests; with
+    this, saving the same weights and masks twice gives the same bytes (and the same ticket id)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the header stays 8-byte aligned
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def file_sha256(path: str | Path) -> str:

@@ -103,3 +103,24 @@ def test_ticket_file_v2_is_lossless_smaller_and_reads_v1(tmp_path):
                                                                   "num_classes": "10", "extra": "{}"})
     with pytest.raises(ValueError, match="corrupt"):
         load_ticket_file(tmp_path / "bad2.safetensors")
+
+
+def test_saving_the_same_ticket_twice_gives_the_same_bytes(tmp_path):
+    """safetensors writes metadata keys in random order (upstream #584); the ticket file is made
+    canonical so a ticket's digest, and with it its id, depends only on its content."""
+    from lthvp.models import build_model
+    from lthvp.sparsity import apply_masks, dense_masks, global_magnitude_prune
+    from lthvp.ticketfile import file_sha256, load_ticket_file, save_ticket_file
+
+    torch.manual_seed(0)
+    model = build_model("resnet20", 10)
+    masks = global_magnitude_prune(model, dense_masks(model, ()), 0.2, ())
+    apply_masks(model, masks)
+    digests = set()
+    for i in range(5):
+        save_ticket_file(tmp_path / f"t{i}.safetensors", model, masks, "resnet20", {"level": 1, "arm": "ticket"})
+        digests.add(file_sha256(tmp_path / f"t{i}.safetensors"))
+    assert len(digests) == 1
+    again, masks2, extra = load_ticket_file(tmp_path / "t0.safetensors")
+    assert extra == {"level": 1, "arm": "ticket"}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
