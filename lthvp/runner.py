@@ -28,6 +28,7 @@ from lthvp.presets import Preset, get_preset, resolve
 from lthvp.probing import FeatureCache, LPSettings, extract_features, train_linear_head
 from lthvp.prompting import PadPrompt, VPSettings, train_vp
 from lthvp.provenance import provenance
+from lthvp.run_record import AdaptOutcome, RunRecord
 from lthvp.sparsity import assert_masked, remaining_fraction, sparsity_report
 
 Progress = Callable[[dict], None]
@@ -75,7 +76,7 @@ def default_device() -> torch.device:
 
 
 def _run_vp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx, ticket_id, progress,
-            device) -> dict:
+            device) -> AdaptOutcome:
     spec = model_spec(preset.arch)
     size = cfg.image_size
 
@@ -90,10 +91,10 @@ def _run_vp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx
     out = train_vp(model, prompt, (x, y), (on_device(val.x), val.y.to(device)), on_device(data.test.x),
                    data.num_classes, settings, progress)
     moved = float((torch.sigmoid(prompt.program.detach()) - 0.5).abs().mul(prompt.mask[0]).sum() / (3 * prompt.mask.sum()))
-    return {"test_probs": out.test_probs, "val_probs": out.val_probs, "best_epoch": out.best_epoch,
-            "curves": out.curves, "mapping": out.mapping, "mapping_history": out.mapping_history,
-            "prompt_png": png_base64(out.prompt_image), "images_seen": out.train_images_seen,
-            "steps": out.steps, "prompt_shift": moved}
+    return AdaptOutcome(out.test_probs, out.val_probs, out.best_epoch, out.curves,
+                        timings={"images_seen": out.train_images_seen}, mapping=out.mapping,
+                        mapping_history=out.mapping_history, prompt_png=png_base64(out.prompt_image),
+                        prompt_shift=moved, steps=out.steps)
 
 
 def lp_prepare(preset: Preset, cfg: RunConfig):
@@ -109,7 +110,7 @@ def lp_prepare(preset: Preset, cfg: RunConfig):
 
 
 def _run_lp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx, ticket_id, progress,
-            device) -> dict:
+            device) -> AdaptOutcome:
     to_model = lp_prepare(preset, cfg)
 
     def prepare(x):
@@ -127,8 +128,8 @@ def _run_lp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx
     out = train_linear_head(lambda idx: train_f[idx], train_y, val_f, val.y.to(device), feats["test"],
                             model.feature_dim, data.num_classes, LPSettings(cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed),
                             progress)
-    return {"test_probs": out.test_probs, "val_probs": out.val_probs, "best_epoch": out.best_epoch,
-            "curves": out.curves, "features_seconds": round(features_s, 3)}
+    return AdaptOutcome(out.test_probs, out.val_probs, out.best_epoch, out.curves,
+                        timings={"features_seconds": round(features_s, 3)})
 
 
 ADAPTERS = {"vp": _run_vp, "map": _run_vp, "lp": _run_lp}  # "map" is VP with the prompt frozen
@@ -156,26 +157,24 @@ def run(config: RunConfig, store=None, progress: Progress | None = None, force: 
     to_device(model, device)
     out = ADAPTERS[cfg.method](cfg, preset, model, data, train_idx, val, val_idx, ticket_id, progress, device)
     assert_masked(model, masks)
-    test_probs, val_probs = out.pop("test_probs").cpu().float(), out.pop("val_probs").cpu().float()
+    test_probs, val_probs = out.test_probs.cpu().float(), out.val_probs.cpu().float()
     metrics = evaluate(test_probs, data.test.y)
     spec = model_spec(preset.arch)
-    record = {
-        "hash": key, "config": cfg.to_dict(),
-        "metrics": {k: metrics[k] for k in ("accuracy", "ece", "mce", "nll", "brier")},
-        "scaled": temperature_scaled_metrics(val_probs, val.y, test_probs, data.test.y),
-        "predictions": {"test": encode_probs(test_probs), "val": encode_probs(val_probs),
-                        "val_labels": val.y.tolist() if val_idx is not None else None},
-        "n_test": metrics["n"], "n_train": int(len(train_idx)), "n_val": len(val),
-        "reliability": metrics["reliability"], "per_class_accuracy": metrics["per_class_accuracy"],
-        "classes": data.classes, "remaining_fraction": remaining_fraction(masks),
-        "sparsity": sparsity_report(model, masks, spec.stem, spec.head)["remaining"],
-        "ticket": ticket_id, "best_epoch": out.pop("best_epoch"), "curves": out.pop("curves"),
-        "mapping": out.pop("mapping", None), "mapping_history": out.pop("mapping_history", None),
-        "prompt_png": out.pop("prompt_png", None), "prompt_shift": out.pop("prompt_shift", None),
-        "steps": out.pop("steps", None),
-        "timings": {"total_seconds": round(time.time() - t0, 3), **{k: v for k, v in out.items()}},
-        "provenance": provenance(str(device)),
-    }
+    record = RunRecord(
+        hash=key, config=cfg.to_dict(),
+        metrics={k: metrics[k] for k in ("accuracy", "ece", "mce", "nll", "brier")},
+        scaled=temperature_scaled_metrics(val_probs, val.y, test_probs, data.test.y),
+        predictions={"test": encode_probs(test_probs), "val": encode_probs(val_probs),
+                     "val_labels": val.y.tolist() if val_idx is not None else None},
+        n_test=metrics["n"], n_train=int(len(train_idx)), n_val=len(val),
+        reliability=metrics["reliability"], per_class_accuracy=metrics["per_class_accuracy"],
+        classes=data.classes, remaining_fraction=remaining_fraction(masks),
+        sparsity=sparsity_report(model, masks, spec.stem, spec.head)["remaining"],
+        ticket=ticket_id, best_epoch=out.best_epoch, curves=out.curves, mapping=out.mapping,
+        mapping_history=out.mapping_history, prompt_png=out.prompt_png, prompt_shift=out.prompt_shift,
+        steps=out.steps, timings={"total_seconds": round(time.time() - t0, 3), **out.timings},
+        provenance=provenance(str(device)),
+    ).to_json()
     if store is not None:
         store.put(record)
     return RunResult(record)
