@@ -283,3 +283,22 @@ def test_links_hold_after_more_results(server, browser):
         assert widgets(fresh) == shown[name], name
     fresh.context.close()
     context.close()
+
+
+def test_a_phone_width_layout_has_no_sideways_scroll(server, browser):
+    """At 390 px (a phone) every page fits the width: columns stack, charts shrink to the viewport."""
+    url, _, _ = server
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    wide = {}
+    for name in PAGES:
+        page.goto(page_url(url, name))
+        settle(page)
+        page.wait_for_timeout(500)
+        width = page.evaluate("document.querySelector('[data-testid=stMain]').scrollWidth")
+        charts = page.evaluate("Array.from(document.querySelectorAll('[data-testid=stPlotlyChart]'))"
+                               ".map(e => e.getBoundingClientRect().right)")
+        if width > 390 or any(right > 391 for right in charts):
+            wide[name] = (width, charts)
+        page.screenshot(path=str(SHOTS / f"phone_{name}.png"), full_page=True)
+    page.close()
+    assert not wide, wide
