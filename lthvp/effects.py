@@ -78,8 +78,9 @@ def main_protocol(df: pd.DataFrame) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=None)
 def _all_signs(n: int) -> np.ndarray:
-    """Every +-1 pattern of length n, one per row (2**n rows), built once per n."""
-    bits = (np.arange(2 ** n)[:, None] >> np.arange(n)[::-1]) & 1
+    """The +-1 patterns of length n with a + first (2**(n-1) rows), built once per n: a pattern
+    and its negation give the same |mean|, so half of them give the exact p."""
+    bits = (np.arange(2 ** (n - 1))[:, None] >> np.arange(n)[::-1]) & 1
     return 1.0 - 2.0 * bits
 
 
@@ -134,15 +135,16 @@ def _wide(df: pd.DataFrame, metric: str, index: list[str], columns: str) -> pd.D
 
 
 def level_contrasts(df: pd.DataFrame, metric: str) -> list[dict]:
-    rows = []
-    for (method, arm, shots), part in df.groupby(["method", "arm", "shots"]):
-        dense = df[(df["method"] == method) & (df["arm"] == "ticket") & (df["shots"] == shots) & (df["level"] == 0)]
-        base = dense.set_index(["family", "seed"])[metric]
-        for level, lv in part[part["level"] > 0].groupby("level"):
-            d = (lv.set_index(["family", "seed"])[metric] - base).dropna().rename("d").reset_index()
-            if len(d):
-                rows.append(_row(metric, method, arm, shots, f"L{level}-L0", d, 2 * len(d)))
-    return rows
+    """Level L minus level 0 (the ticket arm's dense run) within (method, shots, family, seed); one
+    merge for all cells instead of an index alignment per cell."""
+    keys = ["method", "shots", "family", "seed"]
+    base = (df[(df["arm"] == "ticket") & (df["level"] == 0)][keys + [metric]]
+            .drop_duplicates(keys).rename(columns={metric: "_base"}))
+    pairs = df[df["level"] > 0].merge(base, on=keys, how="inner")
+    pairs = pairs.assign(d=pairs[metric] - pairs["_base"]).dropna(subset=["d"])
+    return [_row(metric, method, arm, shots, f"L{level}-L0", g[["family", "seed", "d"]].reset_index(drop=True),
+                 2 * len(g))
+            for (method, arm, shots, level), g in pairs.groupby(["method", "arm", "shots", "level"])]
 
 
 def slope_per_replicate(part: pd.DataFrame, metric: str) -> pd.Series:
