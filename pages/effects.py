@@ -53,30 +53,31 @@ if not vp_map.empty:
 
 st.subheader(f"Level L{level} vs dense L0")
 st.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"{metric}: L{level} - L0", metric),
-                key="forest_level", theme=None, config=db.plot_config("forest_level"))
+                key="forest_level", theme=db.chart_theme(), config=db.plot_config("forest_level"))
 left, right = st.columns(2)
 left.plotly_chart(forest_figure(table[table["contrast"].isin(["slope", "vp-lp_slope"])],
-                                f"{metric}: slope per halving, VP vs LP", metric), key="forest_slope", theme=None,
+                                f"{metric}: slope per halving, VP vs LP", metric), key="forest_slope",
+                                    theme=db.chart_theme(),
                                     config=db.plot_config("forest_slope"))
 arms = table[table["contrast"].isin([f"imp-random_L{level}", f"vp-map_L{level}"])]
 if arms.empty:
     right.info(f"No random-arm or mapping-only runs pair with L{level}.")
 else:
     right.plotly_chart(forest_figure(arms, f"{metric}: IMP - random and VP - mapping only at L{level}", metric),
-                       key="forest_arms", theme=None, config=db.plot_config("forest_arms"))
+                       key="forest_arms", theme=db.chart_theme(), config=db.plot_config("forest_arms"))
 
 if metric in ("ece", "nll", "brier", "mce"):
     st.subheader("Raw vs temperature-scaled calibration")
     scaled = E.effects(df, f"ts_{metric}", ds) if f"ts_{metric}" in E.METRICS else table.iloc[0:0]
     a, b = st.columns(2)
     a.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"raw {metric}: L{level} - L0", metric),
-                   key="raw_cal", theme=None, config=db.plot_config("raw_cal"))
+                   key="raw_cal", theme=db.chart_theme(), config=db.plot_config("raw_cal"))
     if scaled.empty:
         b.info("No temperature-scaled metrics in these records (older bundles): unavailable, not zero.")
     else:
         b.plotly_chart(forest_figure(scaled[scaled["contrast"] == f"L{level}-L0"],
                                      f"temperature-scaled {metric}: L{level} - L0", f"ts_{metric}"),
-                       key="ts_cal", theme=None, config=db.plot_config("ts_cal"))
+                       key="ts_cal", theme=db.chart_theme(), config=db.plot_config("ts_cal"))
 
 st.subheader("All contrasts")
 st.dataframe(table, hide_index=True)

@@ -31,7 +31,8 @@ left, right = st.columns(2)
 ds = db.dataset_select(df, left)
 shots = db.shot_select(df[df["dataset"] == ds], right)
 
-st.plotly_chart(plots.headline_figure(df, ds, shots), key="headline", theme=None, config=db.plot_config("headline"))
+st.plotly_chart(plots.headline_figure(df, ds, shots), key="headline",
+    theme=db.chart_theme(), config=db.plot_config("headline"))
 st.caption("Mean over seeds with a 95% t-interval band (no band for a single seed). Dashed: random pruning "
            "at the same sparsity. Remaining weights count all prunable weights (conv + linear).")
 

@@ -61,7 +61,8 @@ def moved(rec) -> str:
 if records:
     items = [(f"L{r['config']['level']} {100 * r['remaining_fraction']:.1f}% · acc "
               f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r)) for r in records]
-    st.plotly_chart(prompt_plots.image_grid(items, cols=5), key="prompts", theme=None, config=db.plot_config("prompts"))
+    st.plotly_chart(prompt_plots.image_grid(items, cols=5), key="prompts",
+        theme=db.chart_theme(), config=db.plot_config("prompts"))
     st.caption("The trainable border (sigmoid of the program) on the model's input canvas; the image area is "
                f"shown black. Same seed and shots, one ticket per level. Display: {prompt_plots.PROMPT_VIEWS[view]}. "
                "'moved' is the mean |prompt - grey| over the border.")
@@ -77,7 +78,7 @@ by_shot = [r for r in (db.find_record(part, level=lv_shots, shots=s, seed=seed) 
 if by_shot:
     st.plotly_chart(prompt_plots.image_grid([(f"{plots.shots_label(r['config']['shots'])} · acc "
                                               f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r))
-                                             for r in by_shot], cols=5), key="prompts_shots", theme=None,
+                                             for r in by_shot], cols=5), key="prompts_shots", theme=db.chart_theme(),
                                                  config=db.plot_config("prompts_shots"))
 
 st.subheader("The prompt applied to target images")
@@ -100,7 +101,7 @@ def show_applied(rec):
         st.warning(f"This run's prompt cannot be applied: {err}.")
         return
     st.plotly_chart(prompt_plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6),
-                    key="applied", theme=None, config=db.plot_config("applied"))
+                    key="applied", theme=db.chart_theme(), config=db.plot_config("applied"))
     st.caption(f"Test images resized to {rec['config']['image_size']}px, zero-padded into the "
                f"{prompt.shape[0]}px canvas, plus the learned border: what the frozen model sees "
                "(before normalisation).")
@@ -115,7 +116,8 @@ table = prompt_plots.mapping_table([db.find_record(sel, level=lv) for lv in leve
 if not table.empty:
     st.dataframe(table, width="stretch")
 if rec is not None and rec.get("mapping_history"):
-    st.plotly_chart(prompt_plots.mapping_history_figure(rec, source_classes), key="mapping_history", theme=None,
+    st.plotly_chart(prompt_plots.mapping_history_figure(rec, source_classes), key="mapping_history",
+        theme=db.chart_theme(),
         config=db.plot_config("mapping_history"))
     st.caption(f"ILM recomputes the mapping at the start of every epoch (level L{level}); a colour change along a "
                "row is a reassignment.")

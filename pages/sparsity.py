@@ -58,7 +58,7 @@ if view != "absolute":
         st.caption(f"{dropped} run(s) without a partner are left out.")
 title = f"{ds}: {label} vs remaining weights" if view == "absolute" else f"{ds}: {report.VIEWS[view]}"
 fig = plots.sparsity_figure(sel, metric, by=by, title=title, value=value, runs=runs)
-event = st.plotly_chart(fig, key="curves", theme=None,
+event = st.plotly_chart(fig, key="curves", theme=db.chart_theme(),
     config=db.plot_config("curves"), on_select="rerun", selection_mode="points")
 clicked = [p["customdata"][0] for p in (event.selection.points if event else [])
            if isinstance(p.get("customdata"), list) and db.is_hash(p["customdata"][0])]

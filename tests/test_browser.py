@@ -302,3 +302,30 @@ def test_a_phone_width_layout_has_no_sideways_scroll(server, browser):
         page.screenshot(path=str(SHOTS / f"phone_{name}.png"), full_page=True)
     page.close()
     assert not wide, wide
+
+
+def test_dark_browser_gets_a_dark_app_and_dark_charts(server, browser):
+    """No theme is pinned in .streamlit/config.toml: a browser that prefers dark gets the dark theme,
+    and the charts follow it (dashboard.chart_theme)."""
+    url, _, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, color_scheme="dark")
+    page.goto(page_url(url, "sparsity"))
+    settle(page)
+    page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", timeout=30_000)
+    page.wait_for_timeout(1000)
+    app_bg = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
+    chart_bg = page.evaluate("document.querySelector('.js-plotly-plot')._fullLayout.paper_bgcolor")
+
+    def dark(css):  # "rgb(r, g, b)", "rgba(...)" or "#rrggbb"
+        import re
+
+        if css.startswith("#"):
+            r, g, b = (int(css[i:i + 2], 16) for i in (1, 3, 5))
+        else:
+            r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3])
+        return r + g + b < 3 * 100
+
+    page.screenshot(path=str(SHOTS / "dark_sparsity.png"), full_page=True)
+    page.close()
+    assert dark(app_bg), app_bg
+    assert dark(chart_bg) or chart_bg.replace(" ", "") in ("rgba(0,0,0,0)", "transparent"), chart_bg  # dark or see-through
