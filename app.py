@@ -3,8 +3,8 @@ it sets up navigation and the sidebar's store / queue status, then runs the chos
 
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
 
 st.set_page_config(page_title="LTHVP: sparsity vs prompting", page_icon=app_frame.favicon(), layout="wide")
 

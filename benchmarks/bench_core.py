@@ -16,13 +16,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from lthvp.config import RunConfig  # noqa: E402
-from lthvp.data import load_dataset, resize
-from lthvp.models import model_spec
-from lthvp.presets import get_preset, resolve
-from lthvp.probing import LPSettings, extract_features, train_linear_head
-from lthvp.prompting import PadPrompt, VPSettings, train_vp
-from lthvp.runner import load_source, lp_prepare
+from lthvp.adapt.probing import LPSettings, extract_features, train_linear_head
+from lthvp.adapt.prompting import PadPrompt, VPSettings, train_vp
+from lthvp.compute.runner import load_source, lp_prepare
+from lthvp.data.datasets import load_dataset, resize
+from lthvp.results.config import RunConfig  # noqa: E402
+from lthvp.results.presets import get_preset, resolve
+from lthvp.tickets.models import model_spec
 
 
 def bench_vp(epochs: int) -> dict:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lthvp.config import RunConfig  # noqa: E402
-from lthvp.dask_sweep import dask_sweep  # noqa: E402
-from lthvp.runner import run  # noqa: E402
-from lthvp.store import ResultStore  # noqa: E402
+from lthvp.compute.dask_sweep import dask_sweep  # noqa: E402
+from lthvp.compute.runner import run  # noqa: E402
+from lthvp.results.config import RunConfig  # noqa: E402
+from lthvp.results.store import ResultStore  # noqa: E402
 
 
 def configs(n: int, epochs: int) -> list[RunConfig]:

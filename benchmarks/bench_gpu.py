@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from lthvp.models import build_model, freeze, model_spec
-from lthvp.prompting import PadPrompt, count_matrix
+from lthvp.adapt.prompting import PadPrompt, count_matrix
+from lthvp.tickets.models import build_model, freeze, model_spec
 
 
 def sync(device: torch.device) -> None:

@@ -28,8 +28,8 @@ SERVER_ONLY = ["pages/effects.py", "pages/run_detail.py"]  # timed server-side (
 
 
 def synthetic_store(directory: Path, template_bundle: Path, n: int) -> None:
-    from lthvp.config import RunConfig
-    from lthvp.store import ResultStore, read_bundle
+    from lthvp.results.config import RunConfig
+    from lthvp.results.store import ResultStore, read_bundle
 
     templates = {r["config"]["method"]: r for r in read_bundle(template_bundle)}
     store = ResultStore(directory)
@@ -62,7 +62,7 @@ def time_pages(directory: Path, repeats: int = 1) -> dict:
     os.environ["LTHVP_STORE"] = str(directory)
     os.environ["LTHVP_AUTOSTART_WORKER"] = "0"
     out = {}
-    from lthvp.store import ResultStore
+    from lthvp.results.store import ResultStore
 
     some_hash = ResultStore(directory).hashes()[0]
     for page in PAGES + SERVER_ONLY:
@@ -86,10 +86,9 @@ def time_pages(directory: Path, repeats: int = 1) -> dict:
 
 
 def time_poll(directory: Path) -> float:
-    from lthvp.jobs import JobQueue
-    from lthvp.store import ResultStore
-
-    from lthvp.config import RunConfig
+    from lthvp.compute.jobs import JobQueue
+    from lthvp.results.config import RunConfig
+    from lthvp.results.store import ResultStore
 
     q, s = JobQueue.for_store(directory), ResultStore(directory)
     for seed in range(50):  # a realistic queue: 50 finished jobs
@@ -185,7 +184,7 @@ def main() -> int:
         from helpers import page_bundle
 
         args.bundle = page_bundle()
-    from lthvp.store import ResultStore
+    from lthvp.results.store import ResultStore
 
     tmp = Path(tempfile.mkdtemp(prefix="lthvp-bench-"))
     shipped = tmp / "shipped"

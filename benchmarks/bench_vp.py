@@ -28,11 +28,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from lthvp.data import load_dataset, resize  # noqa: E402
-from lthvp.models import build_model, freeze, model_spec  # noqa: E402
-from lthvp.prompting import (EVAL_BATCH, PadPrompt, VPSettings, fast_frozen, greedy_label_mapping,  # noqa: E402
+from lthvp.data.datasets import load_dataset, resize  # noqa: E402
+from lthvp.tickets.models import build_model, freeze, model_spec  # noqa: E402
+from lthvp.adapt.prompting import (EVAL_BATCH, PadPrompt, VPSettings, fast_frozen, greedy_label_mapping,  # noqa: E402
                              source_logits, train_vp)
-from lthvp.training import train_epoch  # noqa: E402
+from lthvp.adapt.training import train_epoch  # noqa: E402
 
 
 class ResizedImages(torch.utils.data.Dataset):

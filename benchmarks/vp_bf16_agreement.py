@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools  # noqa: E402
 
 import torch  # noqa: E402
-from lthvp.data import load_dataset, resize, sample_shots
-from lthvp.families import TicketFamily
-from lthvp.presets import MINI
-from lthvp.models import freeze, FASHION_MEAN, FASHION_STD
-from lthvp.prompting import PadPrompt, VPSettings, train_vp
+from lthvp.adapt.prompting import PadPrompt, VPSettings, train_vp
+from lthvp.data.datasets import load_dataset, resize, sample_shots
+from lthvp.results.presets import MINI
+from lthvp.tickets.families import TicketFamily
+from lthvp.tickets.models import freeze, FASHION_MEAN, FASHION_STD
 torch.set_num_threads(1)
 data = load_dataset("digits")
 val, test_x = (resize(data.val.x, 24), data.val.y), resize(data.test.x, 24)

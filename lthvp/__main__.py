@@ -1,3 +1,3 @@
-from lthvp.cli import main
+from lthvp.commands.cli import main
 
 raise SystemExit(main())

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
-from lthvp import plots
-from lthvp.store import BundleError
+from lthvp.results.store import BundleError
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
+from lthvp.ui import plots
 
 app_frame.ensure_frame()
 
@@ -39,7 +39,7 @@ else:
     directory = str(db.store_dir())
 
     def build(keys=tuple(keys), note=note) -> bytes:  # runs on click, outside the script thread
-        from lthvp.store import ResultStore
+        from lthvp.results.store import ResultStore
 
         with tempfile.TemporaryDirectory() as tmp:
             path = ResultStore(directory).export_bundle(Path(tmp) / "bundle.zip", list(keys), note=note)

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
-from lthvp import plots, reliability_plots
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
+from lthvp.ui import plots, reliability_plots
 
 app_frame.ensure_frame()
 

@@ -1,13 +1,13 @@
-"""Effects: what the data can claim, with intervals and Holm-corrected p (lthvp.effects computes;
+"""Effects: what the data can claim, with intervals and Holm-corrected p (lthvp.analysis.effects computes;
 this page reads and draws). The ticket family is the unit of replication."""
 
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
-from lthvp import effects as E
-from lthvp.effect_plots import forest_figure
-from lthvp.report import shots_label, shots_order
+from lthvp.analysis import effects as E
+from lthvp.analysis.report import shots_label, shots_order
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
+from lthvp.ui.effect_plots import forest_figure
 
 app_frame.ensure_frame()
 

@@ -4,10 +4,10 @@ images, and the label mapping (target -> source class) per level and over epochs
 import numpy as np
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
-from lthvp import plots, prompt_plots
-from lthvp.catalog import SOURCE_CLASSES
+from lthvp.data.catalog import SOURCE_CLASSES
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
+from lthvp.ui import plots, prompt_plots
 
 app_frame.ensure_frame()
 
@@ -16,7 +16,7 @@ app_frame.ensure_frame()
 def target_examples(dataset: str, n: int = 6):
     """A few test images (N, H, W, 3 uint8) and labels; None when the dataset is not available."""
     try:
-        from lthvp.data import load_dataset
+        from lthvp.data.datasets import load_dataset
 
         data = load_dataset(dataset)
     except Exception as err:  # missing offline data: say so instead of failing the page

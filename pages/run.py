@@ -1,6 +1,6 @@
 """Run: choose a grid of runs, see what is cached, submit; the queue shows every job live.
 
-The page never trains: it writes jobs into the queue (lthvp.jobs) and background workers
+The page never trains: it writes jobs into the queue (lthvp.compute.jobs) and background workers
 (`python -m lthvp worker`) run them. Identical requests share one job (job id = config hash).
 """
 
@@ -10,13 +10,13 @@ from itertools import product
 
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
-from lthvp import jobs as J
-from lthvp import plots
-from lthvp.config import RunConfig
-from lthvp.catalog import TARGETS
-from lthvp.presets import PRESETS, resolve
+from lthvp.compute import jobs as J
+from lthvp.data.catalog import TARGETS
+from lthvp.results.config import RunConfig
+from lthvp.results.presets import PRESETS, resolve
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
+from lthvp.ui import plots
 
 app_frame.ensure_frame()
 

@@ -4,10 +4,10 @@ reliability diagram, prompt and mapping; a searchable runs table opens any run (
 import pandas as pd
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
-from lthvp import plots, prompt_plots, reliability_plots
-from lthvp.effects import family_keys
+from lthvp.analysis.effects import family_keys
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
+from lthvp.ui import plots, prompt_plots, reliability_plots
 
 app_frame.ensure_frame()
 

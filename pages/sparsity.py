@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from lthvp import app_frame
-from lthvp import dashboard as db
-from lthvp import plots, report
+from lthvp.analysis import report
+from lthvp.ui import app_frame
+from lthvp.ui import dashboard as db
+from lthvp.ui import plots
 
 app_frame.ensure_frame()
 

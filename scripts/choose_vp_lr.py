@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from lthvp.config import RunConfig  # noqa: E402
-from lthvp.runner import run  # noqa: E402
-from lthvp.store import ResultStore  # noqa: E402
+from lthvp.compute.runner import run  # noqa: E402
+from lthvp.results.config import RunConfig  # noqa: E402
+from lthvp.results.store import ResultStore  # noqa: E402
 
 GRID = (0.01, 0.03, 0.1, 0.3)
 SHOTS = (1, 5, 10, "full")

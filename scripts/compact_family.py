@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from lthvp.families import ARM_KEYS, FAMILY_FILE, TicketFamily  # noqa: E402
-from lthvp.ticketfile import FORMAT, file_sha256, load_ticket_file, save_ticket_file  # noqa: E402
+from lthvp.tickets.families import ARM_KEYS, FAMILY_FILE, TicketFamily  # noqa: E402
+from lthvp.tickets.ticketfile import FORMAT, file_sha256, load_ticket_file, save_ticket_file  # noqa: E402
 
 
 def compact(directory: Path) -> tuple[int, int]:

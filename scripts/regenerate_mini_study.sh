@@ -21,7 +21,7 @@ fi
 if [[ $STAGE == all || $STAGE == lr ]]; then
   stamp "VP learning-rate grid on validation (family 0, level 0)"
   OMP_NUM_THREADS=2 "$PY" scripts/choose_vp_lr.py | tee cache/runtime/lr_grid.md
-  stamp "set MINI.vp_lr in lthvp/presets.py to the chosen value before the sweep if it changed"
+  stamp "set MINI.vp_lr in lthvp/results/presets.py to the chosen value before the sweep if it changed"
 fi
 if [[ $STAGE == all || $STAGE == sweep ]]; then
   # Seed-major order: every seed completes the whole grid for all families before the next seed

@@ -11,6 +11,6 @@ torch.set_num_threads(int(os.environ.get("LTHVP_TEST_THREADS", "1")))
 
 @pytest.fixture
 def store(tmp_path):
-    from lthvp.store import ResultStore
+    from lthvp.results.store import ResultStore
 
     return ResultStore(tmp_path / "store")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lthvp.config import RunConfig
-from lthvp.metrics import evaluate
-from lthvp.presets import resolve
+from lthvp.results.config import RunConfig
+from lthvp.results.metrics import evaluate
+from lthvp.results.presets import resolve
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "cache" / "mini_digits.zip"
@@ -75,8 +75,8 @@ def page_bundle() -> Path:
     """The shipped bundle if present, else a small real one (built once per ticket files)."""
     if SHIPPED.exists():
         return SHIPPED
-    from lthvp.runner import run
-    from lthvp.store import ResultStore
+    from lthvp.compute.runner import run
+    from lthvp.results.store import ResultStore
 
     tickets = [REPO / "tickets" / "mini" / f"level_{i}.safetensors" for i in (0, 1)]
     key = hashlib.sha256(json.dumps([[str(t), t.stat().st_size, t.stat().st_mtime] for t in tickets]

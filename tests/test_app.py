@@ -18,7 +18,7 @@ PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "page
 def app_store(tmp_path_factory):
     from streamlit import cache_data, cache_resource
 
-    from lthvp.store import ResultStore
+    from lthvp.results.store import ResultStore
 
     directory = tmp_path_factory.mktemp("appstore") / "store"
     store = ResultStore(directory)
@@ -149,8 +149,8 @@ def test_prompts_page(app_store):
 
 
 def test_run_page_submit_queue_worker_result(app_store):
-    from lthvp.jobs import JobQueue
-    from lthvp.worker import Worker
+    from lthvp.compute.jobs import JobQueue
+    from lthvp.compute.worker import Worker
 
     at = ok(app("pages/run.py", {"r_seeds": "7", "r_methods": "LP", "r_epochs": "1", "r_levels": "L0"}))
     assert at.multiselect(key="r_seeds").value == [7]
@@ -182,7 +182,7 @@ def test_bundles_import_report(app_store, tmp_path):
     at.file_uploader(key="b_upload_0").upload("again.zip", data, "application/zip")
     ok(at.run())
     text = " ".join(s.value for s in at.success)
-    from lthvp.store import read_bundle
+    from lthvp.results.store import read_bundle
 
     n_bundle = len(read_bundle(page_bundle()))
     assert "0 added" in text and f"{n_bundle} skipped" in text
@@ -199,13 +199,13 @@ def test_bundles_import_report(app_store, tmp_path):
     n = len(app_store)
 
     # a new result in an uploaded bundle is added and reported as such
-    from lthvp.store import ResultStore
+    from lthvp.results.store import ResultStore
 
     other = ResultStore(tmp_path / "other")
     other.import_bundle(page_bundle())
     rec = next(iter(other.records()))
     cfg = dict(rec["config"], seed=99)
-    from lthvp.config import RunConfig
+    from lthvp.results.config import RunConfig
 
     rec = dict(rec, config=cfg, hash=RunConfig.from_dict(cfg).hash())
     other.put(rec)
@@ -255,7 +255,7 @@ def test_prompts_display_views(app_store):
 
 
 def test_run_page_picks_a_ticket_family(app_store):
-    from lthvp.dashboard import family_choices
+    from lthvp.ui.dashboard import family_choices
 
     choices = family_choices("mini")
     assert None in choices and choices[0] == 0  # v2 families first, the legacy family last

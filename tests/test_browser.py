@@ -40,7 +40,7 @@ def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
     pytest.importorskip("playwright")
-    from lthvp.store import ResultStore
+    from lthvp.results.store import ResultStore
 
     directory = tmp_path_factory.mktemp("browser") / "store"
     store = ResultStore(directory)
@@ -70,7 +70,7 @@ def server(tmp_path_factory):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-    from lthvp.jobs import JobQueue
+    from lthvp.compute.jobs import JobQueue
 
     for w in JobQueue.for_store(directory).workers():  # a worker the app started for this test
         try:
@@ -177,7 +177,7 @@ def test_open_page_learns_of_new_results(server, browser):
     """A page left open notices a changed store (the sidebar polls the version) and redraws."""
     from playwright.sync_api import expect
 
-    from lthvp.jobs import JobQueue
+    from lthvp.compute.jobs import JobQueue
     from helpers import make_record
 
     url, store, directory = server

@@ -4,10 +4,10 @@ a cell recomputed from the shipped tickets matches the stored numbers."""
 
 import pytest
 
-from lthvp.config import RunConfig
-from lthvp.presets import REPO_ROOT, resolve
-from lthvp.runner import run
-from lthvp.store import read_bundle
+from lthvp.compute.runner import run
+from lthvp.results.config import RunConfig
+from lthvp.results.presets import REPO_ROOT, resolve
+from lthvp.results.store import read_bundle
 
 BUNDLE = REPO_ROOT / "cache" / "mini_digits.zip"
 LEVELS, SHOTS, SEEDS = range(9), (1, 2, 5, 10, "full"), (0, 1, 2)
@@ -72,7 +72,7 @@ def test_recompute_matches_bundle(records, cfg, tmp_path):
 
 def test_study_figures_and_tables_come_from_the_bundle(records):
     """The write-up's figures and tables are built from the bundle's own records."""
-    from lthvp import figures
+    from lthvp.ui import figures
 
     recs = list(records.values())
     figs = figures.study_figures(recs)

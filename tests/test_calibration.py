@@ -1,5 +1,5 @@
-"""Temperature scaling (lthvp.calibration) and the stored per-sample probabilities
-(lthvp.predictions): recovery of a known temperature, no test-split leakage, and strict decoding."""
+"""Temperature scaling (lthvp.results.calibration) and the stored per-sample probabilities
+(lthvp.results.predictions): recovery of a known temperature, no test-split leakage, and strict decoding."""
 
 import base64
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from lthvp.calibration import apply_temperature, fit_temperature, temperature_scaled_metrics, validation_nll
-from lthvp.metrics import accuracy, expected_calibration_error
-from lthvp.predictions import MAX_PREDICTION_VALUES, PredictionError, decode_probs, encode_probs
+from lthvp.results.calibration import apply_temperature, fit_temperature, temperature_scaled_metrics, validation_nll
+from lthvp.results.metrics import accuracy, expected_calibration_error
+from lthvp.results.predictions import MAX_PREDICTION_VALUES, PredictionError, decode_probs, encode_probs
 
 
 def softmax(z):

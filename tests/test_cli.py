@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-from lthvp.cli import main
-from lthvp.presets import REPO_ROOT
+from lthvp.commands.cli import main
+from lthvp.results.presets import REPO_ROOT
 
 
 def _env(tmp_path):
@@ -58,7 +58,7 @@ def test_argparse_rejects_unknown_method(tmp_path, capsys):
 
 
 def test_export_import_cli(tmp_path, capsys):
-    from lthvp.store import ResultStore, read_bundle
+    from lthvp.results.store import ResultStore, read_bundle
 
     from helpers import make_record
 
@@ -92,7 +92,7 @@ def test_export_import_cli(tmp_path, capsys):
 
 def test_sweep_defaults_are_the_mini_grid():
     """`python -m lthvp sweep` with no axes = digits x {vp, lp} x levels 0-8 x 5 shot settings x seed 0."""
-    from lthvp.cli import _configs, build_parser
+    from lthvp.commands.cli import _configs, build_parser
 
     args = build_parser().parse_args(["sweep"])
     configs = _configs(args, many=True)
@@ -107,8 +107,8 @@ def test_cli_serves_a_shipped_cell_from_a_fresh_store(tmp_path, capsys):
     is answered from the store (cached), never retrained."""
     import json as _json
 
-    from lthvp.cli import main
-    from lthvp.store import read_bundle
+    from lthvp.commands.cli import main
+    from lthvp.results.store import read_bundle
 
     rec = next(r for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")
                if r["config"]["method"] == "vp" and r["config"]["level"] == 4 and str(r["config"]["shots"]) == "2")
@@ -123,8 +123,8 @@ def test_cli_serves_a_shipped_cell_from_a_fresh_store(tmp_path, capsys):
 def test_sweep_shards_split_every_cost_group_evenly():
     from collections import Counter
 
-    from lthvp.cli import shard
-    from lthvp.config import RunConfig
+    from lthvp.commands.cli import shard
+    from lthvp.results.config import RunConfig
 
     configs = [RunConfig(family=f, method=m, level=lv, shots=sh, seed=0)
                for f in (0, 1, 2) for m in ("vp", "map", "lp") for lv in (0, 2, 4, 6, 8) for sh in (1, 5, 10, "full")]

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from lthvp.config import RunConfig
-from lthvp.dask_sweep import dask_sweep, parse_address, run_task
-from lthvp.presets import resolve
-from lthvp.runner import run
-from lthvp.store import ResultStore
+from lthvp.compute.dask_sweep import dask_sweep, parse_address, run_task
+from lthvp.compute.runner import run
+from lthvp.results.config import RunConfig
+from lthvp.results.presets import resolve
+from lthvp.results.store import ResultStore
 
 distributed = pytest.importorskip("distributed")
 
@@ -148,7 +148,7 @@ def test_gpu_sweep_refuses_a_cluster_without_gpu_workers(tmp_path, cluster):
 def test_cli_sweep_through_a_running_scheduler(tmp_path, cluster, capsys):
     """`python -m lthvp sweep --dask tcp://...` against real scheduler + worker processes on
     127.0.0.1: every config stored once; a rerun stores nothing new."""
-    from lthvp.cli import main
+    from lthvp.commands.cli import main
 
     args = ["sweep", "--family", "legacy", "--method", "lp", "--level", "0", "1", "--shots", "1", "--seed", "3",
             "--epochs", "1", "--dask", cluster.scheduler_address, "--store", str(tmp_path / "s")]
@@ -162,7 +162,7 @@ def test_cli_sweep_through_a_running_scheduler(tmp_path, cluster, capsys):
 
 @pytest.mark.slow
 def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
-    from lthvp.cli import main
+    from lthvp.commands.cli import main
 
     code = main(["sweep", "--family", "legacy", "--method", "lp", "--level", "0", "--shots", "1", "--seed", "4",
                  "--epochs", "1", "--dask", "tcp://127.0.0.1:9", "--store", str(tmp_path / "s")])
@@ -191,8 +191,8 @@ def test_worker_dask_drains_the_job_queue(tmp_path, cluster, capsys):
     processes, progress reaches the queue while they run, results are stored once by the drain."""
     import threading
 
-    from lthvp.cli import main
-    from lthvp.jobs import DONE, JobQueue
+    from lthvp.commands.cli import main
+    from lthvp.compute.jobs import DONE, JobQueue
 
     directory = tmp_path / "s"
     queue = JobQueue.for_store(directory)
@@ -224,8 +224,8 @@ def test_worker_dask_cancel_from_the_run_page(tmp_path, cluster):
 
     from distributed import Client
 
-    from lthvp.dask_queue import DaskQueueDrain
-    from lthvp.jobs import CANCELLED, JobQueue
+    from lthvp.compute.dask_queue import DaskQueueDrain
+    from lthvp.compute.jobs import CANCELLED, JobQueue
 
     directory = tmp_path / "s"
     store, queue = ResultStore(directory), JobQueue.for_store(directory)
@@ -246,7 +246,7 @@ def test_worker_dask_cancel_from_the_run_page(tmp_path, cluster):
 
 
 def test_worker_dask_options_are_validated(tmp_path, capsys):
-    from lthvp.cli import main
+    from lthvp.commands.cli import main
 
     with pytest.raises(SystemExit):
         main(["worker", "--dask", "local:1", "--in-flight", "0"])

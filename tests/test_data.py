@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-import lthvp.data as data_mod
-from lthvp.data import (SPLIT_SEED, DataMissingError, load_dataset, resize, sample_shots, stratified_holdout,
+import lthvp.data.datasets as data_mod
+from lthvp.data.datasets import (SPLIT_SEED, DataMissingError, load_dataset, resize, sample_shots, stratified_holdout,
                         to_uint8_rgb)
 
 
@@ -175,7 +175,7 @@ def test_to_uint8_rgb_and_resize():
 
 def test_catalog_names_every_registered_target():
     """The torch-free catalog the dashboard offers matches the dataset registry."""
-    from lthvp.catalog import TARGETS
-    from lthvp.data import registered
+    from lthvp.data.catalog import TARGETS
+    from lthvp.data.datasets import registered
 
     assert set(TARGETS["mini"]) | set(TARGETS["paper"]) == set(registered())

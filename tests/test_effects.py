@@ -1,4 +1,4 @@
-"""lthvp.effects against independent computations (scipy/numpy written from scratch here):
+"""lthvp.analysis.effects against independent computations (scipy/numpy written from scratch here):
 family-as-unit contrasts, slopes, Holm, exact sign flips, power, null calibration, the CLI."""
 
 import json
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lthvp.effects import COLUMNS, effects, holm, sign_flip_p, verdict
+from lthvp.analysis.effects import COLUMNS, effects, holm, sign_flip_p, verdict
 
 BUNDLE = Path(__file__).parent / "fixtures" / "mini_digits_v1.zip"
 TRUE_SLOPE = {"vp": -0.05, "lp": -0.01, "map": -0.03}  # accuracy change per halving of the weights
@@ -232,8 +232,8 @@ def test_verdict_text():
 
 def test_cli_json_matches_scipy_on_bundle(capsys):
     """`effects --bundle --json` rows recomputed from the bundle's records (legacy: seeds = units)."""
-    from lthvp.cli import main
-    from lthvp.store import read_bundle
+    from lthvp.commands.cli import main
+    from lthvp.results.store import read_bundle
 
     assert main(["effects", "--bundle", str(BUNDLE), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

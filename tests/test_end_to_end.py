@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-import lthvp.runner as runner
-from lthvp.config import RunConfig
-from lthvp.presets import MINI, REPO_ROOT, resolve
-from lthvp.store import ResultStore
+import lthvp.compute.runner as runner
+from lthvp.results.config import RunConfig
+from lthvp.results.presets import MINI, REPO_ROOT, resolve
+from lthvp.results.store import ResultStore
 
 pytestmark = pytest.mark.slow
 

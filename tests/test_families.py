@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
-from lthvp.families import FamilyError, FamilyWriter, TicketFamily, family_dir, family_seeds, random_arm_seed
-from lthvp.presets import MINI
-from lthvp.sparsity import assert_masked, remaining_fraction
+from lthvp.results.presets import MINI
+from lthvp.tickets.families import FamilyError, FamilyWriter, TicketFamily, family_dir, family_seeds, random_arm_seed
+from lthvp.tickets.sparsity import assert_masked, remaining_fraction
 
 SEEDS = family_seeds(MINI.family_dir)
 
@@ -80,7 +80,7 @@ def test_ticket_file_v2_is_lossless_smaller_and_reads_v1(tmp_path):
     the v1 files of the legacy family still load; corrupt or inflated payloads are refused."""
     from safetensors.torch import load_file, save_file
 
-    from lthvp.ticketfile import load_ticket_file, pack_values, save_ticket_file
+    from lthvp.tickets.ticketfile import load_ticket_file, pack_values, save_ticket_file
 
     v1 = TicketFamily(MINI.family_dir).level_path(3)  # written by the first release (v1)
     model, masks, _ = load_ticket_file(v1)
@@ -108,9 +108,9 @@ def test_ticket_file_v2_is_lossless_smaller_and_reads_v1(tmp_path):
 def test_saving_the_same_ticket_twice_gives_the_same_bytes(tmp_path):
     """safetensors writes metadata keys in random order (upstream #584); the ticket file is made
     canonical so a ticket's digest, and with it its id, depends only on its content."""
-    from lthvp.models import build_model
-    from lthvp.sparsity import apply_masks, dense_masks, global_magnitude_prune
-    from lthvp.ticketfile import file_sha256, load_ticket_file, save_ticket_file
+    from lthvp.tickets.models import build_model
+    from lthvp.tickets.sparsity import apply_masks, dense_masks, global_magnitude_prune
+    from lthvp.tickets.ticketfile import file_sha256, load_ticket_file, save_ticket_file
 
     torch.manual_seed(0)
     model = build_model("resnet20", 10)

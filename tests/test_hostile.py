@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-import lthvp.store as store_mod
-from lthvp.cli import main
-from lthvp.config import V1_FIELDS, RunConfig
-from lthvp.store import BundleError, RecordError, ResultStore, StoreError, read_bundle
+import lthvp.results.store as store_mod
+from lthvp.commands.cli import main
+from lthvp.results.config import V1_FIELDS, RunConfig
+from lthvp.results.store import BundleError, RecordError, ResultStore, StoreError, read_bundle
 
 from helpers import bundle_members, make_record
 
@@ -349,7 +349,7 @@ def test_v1_fixture_and_shipped_bundle_import_unchanged(tmp_path):
 # --- the store on disk --------------------------------------------------------------------------
 
 def test_corrupt_or_empty_cache_db_gives_the_recovery_command(tmp_path, capsys):
-    from lthvp import store_admin
+    from lthvp.results import store_admin
 
     bad = tmp_path / "bad"
     ResultStore(bad).put(make_record(30))
@@ -377,8 +377,8 @@ def test_corrupt_or_empty_cache_db_gives_the_recovery_command(tmp_path, capsys):
 
 
 def test_delete_and_check(tmp_path, capsys):
-    from lthvp import store_admin
-    from lthvp.jobs import DONE, JobQueue
+    from lthvp.compute.jobs import DONE, JobQueue
+    from lthvp.results import store_admin
 
     s = ResultStore(tmp_path / "s")
     a, b = make_record(40), make_record(41, method="lp")
@@ -414,8 +414,8 @@ def test_delete_and_check(tmp_path, capsys):
 # --- the worker ---------------------------------------------------------------------------------
 
 def test_worker_loop_rejects_a_non_positive_poll(tmp_path):
-    from lthvp.jobs import JobQueue
-    from lthvp.worker import Worker
+    from lthvp.compute.jobs import JobQueue
+    from lthvp.compute.worker import Worker
 
     w = Worker(JobQueue.for_store(tmp_path / "s"), ResultStore(tmp_path / "s"), log=lambda m: None)
     for bad in (0, -1, float("nan"), float("inf"), "1"):
@@ -425,9 +425,9 @@ def test_worker_loop_rejects_a_non_positive_poll(tmp_path):
 
 TERM_SCRIPT = """
 import sys, time
-from lthvp.jobs import JobQueue
-from lthvp.store import ResultStore
-from lthvp.worker import Worker, install_stop_handler
+from lthvp.compute.jobs import JobQueue
+from lthvp.compute.worker import Worker, install_stop_handler
+from lthvp.results.store import ResultStore
 store_dir = sys.argv[1]
 def run(config, store, progress=None):
     progress({"epoch": 1, "epochs": 100})
@@ -440,7 +440,7 @@ print("clean exit", n)
 
 
 def test_sigterm_puts_the_running_job_back_in_the_queue(tmp_path):
-    from lthvp.jobs import QUEUED, RUNNING, JobQueue
+    from lthvp.compute.jobs import QUEUED, RUNNING, JobQueue
 
     store_dir = tmp_path / "s"
     ResultStore(store_dir)
@@ -491,7 +491,7 @@ def test_corrupt_job_queue_is_one_line_and_results_stay_readable(tmp_path, capsy
     from streamlit import cache_data, cache_resource
     from streamlit.testing.v1 import AppTest
 
-    from lthvp.jobs import JobQueue, QueueError, jobs_dir
+    from lthvp.compute.jobs import JobQueue, QueueError, jobs_dir
 
     directory = tmp_path / "store"
     ResultStore(directory).put(make_record(31))
@@ -535,8 +535,8 @@ def test_store_repair(tmp_path, capsys):
     cache.db is unreadable from the value files still beside it, keeping the damaged file aside."""
     import numpy as np
 
-    from lthvp import store_admin
-    from lthvp.predictions import encode_probs
+    from lthvp.results import store_admin
+    from lthvp.results.predictions import encode_probs
 
     directory = tmp_path / "store"
     s = ResultStore(directory)

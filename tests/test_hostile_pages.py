@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO, bundle_members, make_record
-from lthvp.store import ResultStore
+from lthvp.results.store import ResultStore
 
 PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/prompts.py", "pages/effects.py",
          "pages/bundles.py"]
@@ -28,7 +28,7 @@ MAX_GROWTH_MB = 512
 RENDER = r"""
 import json, os, resource, sys
 from streamlit.testing.v1 import AppTest
-import lthvp.dashboard  # the pages' imports, so the baseline holds them
+import lthvp.ui.dashboard  # the pages' imports, so the baseline holds them
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 out = {"errors": {}, "charts": {}}
 for page in sys.argv[1:]:

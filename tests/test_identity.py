@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lthvp.config import RunConfig
-from lthvp.store import ResultStore, read_bundle
+from lthvp.results.config import RunConfig
+from lthvp.results.store import ResultStore, read_bundle
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_digits_v1.zip"  # cache/mini_digits.zip at commit ec3657f
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lthvp.config import RunConfig
-from lthvp.dashboard import describe_progress, fraction_done
-from lthvp.jobs import CANCELLED, CRASHED, DONE, FAILED, QUEUED, RUNNING, JobQueue
-from lthvp.presets import resolve
-from lthvp.store import ResultStore
-from lthvp.worker import Worker
+from lthvp.compute.jobs import CANCELLED, CRASHED, DONE, FAILED, QUEUED, RUNNING, JobQueue
+from lthvp.compute.worker import Worker
+from lthvp.results.config import RunConfig
+from lthvp.results.presets import resolve
+from lthvp.results.store import ResultStore
+from lthvp.ui.dashboard import describe_progress, fraction_done
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,9 +133,9 @@ def test_cancel_queued_and_running(queue, store_dir):
 
 WORKER_SCRIPT = textwrap.dedent("""
     import sys, time, os
-    from lthvp.jobs import JobQueue
-    from lthvp.store import ResultStore
-    from lthvp.worker import Worker
+    from lthvp.compute.jobs import JobQueue
+    from lthvp.compute.worker import Worker
+    from lthvp.results.store import ResultStore
     sys.path.insert(0, {tests!r})
     from test_jobs import fake_record
     store_dir, log, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -233,7 +233,7 @@ def test_cli_worker_runs_a_real_job(store_dir):
     assert job["progress"]["epoch"] == 1 and store.has(sub.job_id)
     import torch
 
-    from lthvp.runner import run
+    from lthvp.compute.runner import run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the worker ran it

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lthvp.prompting import count_matrix, greedy_label_mapping, hungarian_label_mapping, random_label_mapping
+from lthvp.adapt.prompting import count_matrix, greedy_label_mapping, hungarian_label_mapping, random_label_mapping
 
 
 def _total(counts, mapping):

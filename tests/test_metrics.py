@@ -1,4 +1,4 @@
-"""Calibration and classification metrics against the contract (lthvp/metrics.py docstring) and
+"""Calibration and classification metrics against the contract (lthvp/results/metrics.py docstring) and
 against torchmetrics' reference implementation away from bin edges."""
 
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lthvp.metrics import (accuracy, brier_score, ece_from_table, evaluate, expected_calibration_error,
+from lthvp.results.metrics import (accuracy, brier_score, ece_from_table, evaluate, expected_calibration_error,
                            maximum_calibration_error, negative_log_likelihood, per_class_accuracy,
                            reliability_table, table_from_json, table_to_json)
 

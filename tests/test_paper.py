@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lthvp import paper, paper_data
-from lthvp.data import DataMissingError, load_dataset
-from lthvp.families import TicketFamily
-from lthvp.models import build_model, freeze, model_spec
-from lthvp.prompting import PadPrompt
-from lthvp.sparsity import apply_masks, global_magnitude_prune, remaining_fraction
+from lthvp.adapt.prompting import PadPrompt
+from lthvp.commands import paper
+from lthvp.data import paper_data
+from lthvp.data.datasets import DataMissingError, load_dataset
+from lthvp.tickets.families import TicketFamily
+from lthvp.tickets.models import build_model, freeze, model_spec
+from lthvp.tickets.sparsity import apply_masks, global_magnitude_prune, remaining_fraction
 
 ARCH = "resnet18"
 
@@ -139,9 +140,9 @@ def test_canvas_geometry(image_size, pad):
 
 
 def test_paper_preset_sizes_and_matched_lp():
-    from lthvp.config import RunConfig
-    from lthvp.presets import get_preset, resolve
-    from lthvp.runner import lp_prepare
+    from lthvp.compute.runner import lp_prepare
+    from lthvp.results.config import RunConfig
+    from lthvp.results.presets import get_preset, resolve
 
     preset = get_preset("paper")
     assert preset.arch == "resnet50" and preset.canvas == 224
@@ -181,7 +182,7 @@ def test_resnet50_vp_and_lp_step_small_resolution():
 
 @pytest.mark.parametrize("name", sorted(paper.PAPER_DATASETS))
 def test_absent_dataset_clear_message(name, tmp_path):
-    if name in ("cifar10", "svhn"):  # registered by lthvp.data with its own (equally clear) message
+    if name in ("cifar10", "svhn"):  # registered by lthvp.data.datasets with its own (equally clear) message
         with pytest.raises(DataMissingError, match="--download"):
             load_dataset(name, root=tmp_path, download=False)
         return

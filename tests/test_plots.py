@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lthvp import plots, prompt_plots, reliability_plots, report
-from lthvp.metrics import evaluate
+from lthvp.analysis import report
+from lthvp.results.metrics import evaluate
+from lthvp.ui import plots, prompt_plots, reliability_plots
 
 
 def rows():
@@ -115,7 +116,7 @@ def test_prompt_helpers():
 
 
 def test_plots_does_not_import_streamlit():
-    code = "import sys, lthvp.plots; assert 'streamlit' not in sys.modules; print('ok')"
+    code = "import sys, lthvp.ui.plots; assert 'streamlit' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
 
@@ -151,7 +152,7 @@ def _runs_table():
 
 
 def test_paired_difference_vs_dense_and_imp_minus_random():
-    from lthvp.report import aggregate, paired_difference
+    from lthvp.analysis.report import aggregate, paired_difference
 
     df = _runs_table()
     dense = paired_difference(df, "accuracy", "dense")
@@ -179,7 +180,7 @@ def test_sparsity_figure_deltas_wrapped_facets_and_clickable_runs():
     run_traces = [t for t in fig.data if t.name.endswith(" runs")]
     assert sum(len(t.x) for t in run_traces) == len(df)
     assert {row[0] for t in run_traces for row in t.customdata} == set(df["hash"])
-    from lthvp.report import paired_difference
+    from lthvp.analysis.report import paired_difference
 
     delta = plots.sparsity_figure(paired_difference(df, "accuracy", "dense"), "accuracy", value="delta")
     assert delta.layout.meta["value"] == "delta" and "change in" in delta.layout.yaxis.title.text
@@ -204,7 +205,7 @@ def test_prompt_views():
 
 
 def test_reliability_gap_is_split_into_over_and_under_confidence():
-    from lthvp.reliability_plots import reliability_figure
+    from lthvp.ui.reliability_plots import reliability_figure
 
     rec = make_record(3)
     fig = reliability_figure([("one", rec)])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lthvp.models import FASHION_MEAN, FASHION_STD, build_model, freeze
-from lthvp.probing import FeatureCache, LPSettings, extract_features, train_linear_head
+from lthvp.adapt.probing import FeatureCache, LPSettings, extract_features, train_linear_head
+from lthvp.tickets.models import FASHION_MEAN, FASHION_STD, build_model, freeze
 
 MEAN = torch.tensor(FASHION_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(FASHION_STD).view(1, 3, 1, 1)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lthvp.models import FASHION_MEAN, FASHION_STD, build_model, freeze
-from lthvp.prompting import PadPrompt, VPSettings, source_logits, train_vp
+from lthvp.adapt.prompting import PadPrompt, VPSettings, source_logits, train_vp
+from lthvp.tickets.models import FASHION_MEAN, FASHION_STD, build_model, freeze
 
 MEAN = torch.tensor(FASHION_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(FASHION_STD).view(1, 3, 1, 1)
@@ -147,9 +147,9 @@ def test_vp_is_deterministic_per_seed():
 def test_fast_path_matches_plain_path_on_a_real_ticket():
     """BatchNorm folding, channels-last and the merged validation+mapping pass change only
     floating-point rounding: same mappings, same chosen epoch, same test predictions."""
-    from lthvp.data import load_dataset, resize, sample_shots
-    from lthvp.families import TicketFamily
-    from lthvp.presets import MINI
+    from lthvp.data.datasets import load_dataset, resize, sample_shots
+    from lthvp.results.presets import MINI
+    from lthvp.tickets.families import TicketFamily
 
     model, _ = TicketFamily(MINI.family_dir).load(4)
     freeze(model)
@@ -174,7 +174,7 @@ def test_inference_passes_run_in_fp32_even_where_training_autocasts(monkeypatch)
     """The ILM counting pass, validation and test logits never enter autocast (bf16 flips argmax
     ties and moves ECE inputs); only the training step does. Forced on CPU by recording every
     autocast the VP code asks for."""
-    import lthvp.prompting as P
+    import lthvp.adapt.prompting as P
 
     calls = []
     real = P.autocast_for

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lthvp.config import RunConfig
-from lthvp.data import sample_fewshot_val, sample_shots
-from lthvp.presets import MINI, resolve
-from lthvp.prompting import VPSettings, plan_rounds
+from lthvp.adapt.prompting import VPSettings, plan_rounds
+from lthvp.data.datasets import sample_fewshot_val, sample_shots
+from lthvp.results.config import RunConfig
+from lthvp.results.presets import MINI, resolve
 
 
 def test_family_runs_get_the_step_budget_fewshot_validation_and_the_chosen_lr():

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from helpers import make_record
-from lthvp.record_schema import FIELDS, RecordError
-from lthvp.run_record import AdaptOutcome, RunRecord
+from lthvp.results.record_schema import FIELDS, RecordError
+from lthvp.results.run_record import AdaptOutcome, RunRecord
 
 
 def test_record_fields_are_the_schema_fields():
@@ -30,8 +30,8 @@ def test_round_trip_and_validation():
 
 
 def test_a_real_run_builds_a_valid_record(tmp_path):
-    from lthvp.config import RunConfig
-    from lthvp.runner import run
+    from lthvp.compute.runner import run
+    from lthvp.results.config import RunConfig
 
     result = run(RunConfig(family=None, dataset="digits", method="lp", level=1, shots=1, seed=11, epochs=1))
     rec = RunRecord.from_json(result.record)  # validates

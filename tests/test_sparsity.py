@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lthvp.models import build_model
-from lthvp.sparsity import (apply_masks, assert_masked, dense_masks, global_magnitude_prune, prunable_names,
+from lthvp.tickets.models import build_model
+from lthvp.tickets.sparsity import (apply_masks, assert_masked, dense_masks, global_magnitude_prune, prunable_names,
                             random_masks_like, remaining_fraction, sparsity_report)
 
 
@@ -183,7 +183,7 @@ def test_random_masks_like_keeps_layer_counts(resnet20):
 
 
 def test_ticket_file_roundtrip(tmp_path, resnet20):
-    from lthvp.ticketfile import is_ticket_file, load_ticket_file, save_ticket_file
+    from lthvp.tickets.ticketfile import is_ticket_file, load_ticket_file, save_ticket_file
 
     masks = global_magnitude_prune(resnet20, None, 0.36)
     apply_masks(resnet20, masks)
@@ -202,8 +202,8 @@ def test_ticket_file_roundtrip(tmp_path, resnet20):
 
 
 def test_shipped_family_level_0_is_dense():
-    from lthvp.families import TicketFamily
-    from lthvp.presets import MINI
+    from lthvp.results.presets import MINI
+    from lthvp.tickets.families import TicketFamily
 
     family = TicketFamily(MINI.family_dir)
     model, masks = family.load(0)

@@ -9,10 +9,10 @@ import zipfile
 
 import pytest
 
-import lthvp.store as store_mod
-from lthvp.config import RunConfig
-from lthvp.presets import resolve
-from lthvp.store import BundleError, ResultStore
+import lthvp.results.store as store_mod
+from lthvp.results.config import RunConfig
+from lthvp.results.presets import resolve
+from lthvp.results.store import BundleError, ResultStore
 
 from helpers import bundle_manifest, bundle_members, make_record, png_b64
 
@@ -308,7 +308,7 @@ def test_config_hash_stable_and_sensitive_to_every_field():
 
 
 def test_resolve_fills_defaults():
-    from lthvp.presets import MINI
+    from lthvp.results.presets import MINI
 
     vp = resolve(RunConfig(method="vp", shots="full"))
     assert (vp.epochs, vp.batch_size, vp.lr, vp.image_size) == (

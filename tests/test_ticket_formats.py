@@ -4,11 +4,11 @@ random weights, pruned): same masks and weights back, right remaining fraction, 
 import pytest
 import torch
 
-from lthvp.models import build_model
-from lthvp.sparsity import apply_masks, global_magnitude_prune, remaining_fraction
-from lthvp.ticket_formats import load_ticket
-from lthvp.ticket_formats import detect_format
-from lthvp.ticketfile import save_ticket_file
+from lthvp.tickets.models import build_model
+from lthvp.tickets.sparsity import apply_masks, global_magnitude_prune, remaining_fraction
+from lthvp.tickets.ticket_formats import load_ticket
+from lthvp.tickets.ticket_formats import detect_format
+from lthvp.tickets.ticketfile import save_ticket_file
 
 ARCH = "resnet18"
 IGNORE = ("conv1.weight", "fc.weight")  # CV_LTH convention: stem and head dense

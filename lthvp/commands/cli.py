@@ -1,0 +1,293 @@
+"""Command line: python -m lthvp tickets|run|sweep|worker|effects|figures|export|import|store|paper."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lthvp.commands.cli_common import open_store, progress_bar
+
+
+def _family(text: str) -> int | None:
+    if text == "legacy":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"family must be a source seed (an integer) or 'legacy', got {text!r}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
+    nargs = "+" if many else None
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--dataset", default=["digits"] if many else "digits", nargs=nargs)
+    p.add_argument("--method", default=["vp", "lp"] if many else "vp", choices=["vp", "map", "lp"], nargs=nargs,
+                   help="vp: ILM-VP; map: its label mapping with the prompt frozen (baseline); lp: linear probe")
+    p.add_argument("--level", type=int, default=list(range(9)) if many else 0, nargs=nargs)
+    p.add_argument("--shots", default=["1", "2", "5", "10", "full"] if many else "full", nargs=nargs,
+                   help="shots per class (an int) or 'full'")
+    p.add_argument("--seed", type=int, default=[0] if many else 0, nargs=nargs)
+    p.add_argument("--family", type=_family, default=[0] if many else 0, nargs=nargs,
+                   help="ticket family (source seed) under the preset's directory; 'legacy' = the first single family")
+    p.add_argument("--steps", type=int, default=None, help="VP optimizer-step budget (default: the preset's)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="validation images per class drawn from train, disjoint from the shots")
+    p.add_argument("--arm", default="ticket", choices=["ticket", "random"])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--mapping", default="ilm", choices=["ilm", "flm", "rlm"])
+    p.add_argument("--assignment", default="greedy", choices=["greedy", "hungarian"])
+    p.add_argument("--lp-input", default="full", choices=["full", "matched"])
+    p.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+
+
+def _configs(args, many: bool):
+    from itertools import product
+
+    from lthvp.results.config import RunConfig
+
+    common = dict(preset=args.preset, arm=args.arm, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                  image_size=args.image_size, mapping=args.mapping, assignment=args.assignment,
+                  lp_input=args.lp_input, steps=args.steps, val_per_class=args.val_per_class)
+    axes = [args.family, args.dataset, args.method, args.level, args.shots, args.seed]
+    if not many:
+        axes = [[a] for a in axes]
+    return [RunConfig(family=f, dataset=d, method=m, level=lv, shots=sh, seed=sd, **common)
+            for f, d, m, lv, sh, sd in product(*axes)]
+
+
+def _epoch_printer(prefix: str):
+    def show(p):
+        loss = "-" if p.get("train_loss") is None else f"{p['train_loss']:.3f}"
+        print(f"{prefix} epoch {p['epoch']}/{p['epochs']}" + (f" steps {p['steps']}" if 'steps' in p else '') + f" train_loss {loss} "
+              f"val_acc {p['val_acc']:.3f}", file=sys.stderr)
+    return show
+
+
+def cmd_run(args) -> int:
+    from lthvp.compute.runner import run
+
+    (cfg,) = _configs(args, many=False)
+    result = run(cfg, open_store(args), progress=None if args.quiet else _epoch_printer(f"[{cfg.method}]"),
+                 force=args.force)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"accuracy {summary['accuracy']:.4f}  ECE {summary['ece']:.4f}  MCE {summary['mce']:.4f}  "
+              f"NLL {summary['nll']:.4f}  Brier {summary['brier']:.4f}  remaining "
+              f"{100 * summary['remaining_fraction']:.1f}%  hash {summary['hash']}"
+              + ("  (from the store)" if summary["cached"] else ""))
+    return 0
+
+
+def shard(configs: list, k: int, n: int) -> list:
+    """The K-th of N shards, dealt round-robin within each (method, shots, arm) group so every shard
+    gets its share of the expensive cells (a plain configs[k::n] can line up with an axis: with
+    four shot counts and two shards, one shard got every full-data run)."""
+    groups: dict[tuple, list] = {}
+    for c in configs:
+        groups.setdefault((c.method, str(c.shots), c.arm), []).append(c)
+    return [c for group in groups.values() for c in group[k::n]]
+
+
+def cmd_sweep(args) -> int:
+    from lthvp.compute.runner import run
+    from lthvp.results.presets import resolve
+
+    store = open_store(args)
+    configs = _configs(args, many=True)
+    if args.random_levels:
+        configs += _configs(argparse.Namespace(**{**vars(args), "arm": "random", "level": args.random_levels,
+                                                  "shots": args.random_shots}), many=True)
+    k, n = (int(v) for v in args.shard.split("/"))
+    if not 0 <= k < n:
+        raise ValueError(f"--shard must be K/N with 0 <= K < N, got {args.shard}")
+    configs = shard(configs, k, n)
+    if args.dask:
+        from lthvp.compute.dask_sweep import dask_sweep
+
+        return 1 if dask_sweep(configs, store, args.dask, gpu=args.gpu).failed else 0
+    if args.gpu:
+        raise ValueError("--gpu needs --dask (the sequential sweep uses $LTHVP_DEVICE or the first GPU)")
+    todo = [c for c in configs if not store.has(resolve(c).hash())]
+    print(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run",
+          file=sys.stderr)
+    bar = progress_bar(len(todo), "sweep")
+    t0, failed = time.time(), 0
+    for cfg in todo:
+        bar.set_postfix_str(f"{cfg.method} L{cfg.level} {cfg.shots}-shot s{cfg.seed}")
+        try:
+            run(cfg, store)
+        except (ValueError, FileNotFoundError, RuntimeError) as err:
+            failed += 1
+            print(f"\nfailed {cfg}: {err}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    print(f"sweep finished in {time.time() - t0:.0f} s ({len(todo) - failed} run, {failed} failed)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_export(args) -> int:
+    store = open_store(args)
+    keys = None
+    if args.preset or args.dataset or args.family:
+        from lthvp.analysis.effects import family_keys
+
+        table = store.table()
+        if args.preset:
+            table = table[table["preset"] == args.preset]
+        if args.dataset:
+            table = table[table["dataset"] == args.dataset]
+        if args.family:
+            table = table[[f in set(args.family) for f in family_keys(table["family"])]]
+        keys = list(table["hash"])
+    path = store.export_bundle(args.path, keys, note=args.note)
+    print(f"exported {len(keys) if keys is not None else len(store)} results to {path}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from lthvp.results.store import BundleError
+
+    try:
+        report = open_store(args).import_bundle_report(args.path)
+    except BundleError as err:
+        print(f"rejected {args.path}: {err}", file=sys.stderr)
+        return 2
+    print(f"imported {args.path}: {len(report.added)} added, {len(report.skipped)} already stored")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lthvp.commands.cli_study import cmd_effects, cmd_figures, cmd_tickets
+
+    parser = argparse.ArgumentParser(prog="python -m lthvp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("tickets", help="build or resume a preset's ticket family (IMP with rewinding)")
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--out", type=Path, default=None, help="family directory (default: the preset's)")
+    p.add_argument("--levels", type=int, default=None, help="highest IMP level to build")
+    p.add_argument("--family", type=int, default=0,
+                   help="source seed of the family (its directory: <preset dir>/family_<seed>/)")
+    p.set_defaults(func=cmd_tickets)
+
+    p = sub.add_parser("run", help="one transfer experiment (stored; a repeat returns the stored result)")
+    _config_args(p, many=False)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--force", action="store_true", help="retrain even if the result is stored")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="every combination of the given axes, skipping stored results")
+    _config_args(p, many=True)
+    p.add_argument("--random-levels", type=int, nargs="*", default=[],
+                   help="also run the random-pruning arm at these levels")
+    p.add_argument("--random-shots", nargs="+", default=["full"], help="shots for the random arm")
+    p.add_argument("--shard", default="0/1", help="run every N-th config starting at K (K/N), e.g. one per GPU")
+    p.add_argument("--dask", default=None, metavar="tcp://HOST:PORT|local:N",
+                   help="run on Dask: a running scheduler, or N local worker processes (docs/DISTRIBUTED.md)")
+    p.add_argument("--gpu", action="store_true", help="with --dask: each run needs one GPU (workers: --resources GPU=1)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("worker", help="background worker: pop queued jobs from the store and run them")
+    p.add_argument("--store", type=Path, default=None)
+    p.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--poll", type=_positive_seconds, default=1.0, help="seconds between queue checks (> 0)")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="drain the queue onto a Dask cluster instead of running jobs here: local:N or tcp://HOST:PORT")
+    p.add_argument("--in-flight", type=_positive_int, default=None,
+                   help="with --dask: jobs on the cluster at once (default: the cluster's worker threads)")
+    p.add_argument("--gpu", action="store_true", help="with --dask: each job needs one GPU resource")
+    p.set_defaults(func=lambda args: __import__("lthvp.compute.worker", fromlist=["main"]).main(args))
+
+    p = sub.add_parser("paper", help="paper-scale families and datasets: one-shot | import | imp | prepare-data",
+                       add_help=False)
+
+    p = sub.add_parser("figures", help="write the study's figures (PNG) and tables (markdown) from a bundle")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--out", type=Path, default=Path("docs/figures"))
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--readme", type=Path, default=None,
+                   help="also rewrite the findings between <!-- findings:start/end --> in this README")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("effects", help="paired contrasts, sparsity slopes, VP-LP and IMP-random differences "
+                                       "with 95%% intervals and Holm-corrected p (family = unit of replication)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--metric", default="accuracy",
+                   choices=["accuracy", "ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier"],
+                   help="ts_*: after temperature scaling fitted on the validation split")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--bundle", type=Path, default=None, help="read a bundle instead of the store")
+    p.add_argument("--store", type=Path, default=None)
+    p.set_defaults(func=cmd_effects)
+
+    p = sub.add_parser("export", help="write the store (or a filtered part) as a bundle")
+    p.add_argument("path", type=Path)
+    p.add_argument("--preset", default=None)
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--note", default="")
+    p.add_argument("--family", nargs="+", default=None, help="only these ticket families (seeds, or 'legacy')")
+    p.add_argument("--store", type=Path, default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="validate a bundle and add its results to the store")
+    p.add_argument("path", type=Path)
+    p.add_argument("--store", type=Path, default=None)
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("store", help="check stored results against the record schema, repair a store, or delete results")
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    c = store_sub.add_parser("check", help="validate every stored result; exit 1 if any is bad, 2 if unreadable")
+    c.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    r = store_sub.add_parser("repair", help="delete the results check rejects; rebuild an unreadable cache.db from "
+                                            "what can still be read (the damaged file is kept aside)")
+    r.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    d = store_sub.add_parser("delete", help="remove results by hash (each removal recorded with its time)")
+    d.add_argument("hashes", nargs="+", metavar="HASH")
+    d.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    p.set_defaults(func=cmd_store)
+    return parser
+
+
+def cmd_store(args) -> int:
+    from lthvp.results.store_admin import run
+
+    return run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lthvp.data.datasets import DataMissingError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["paper"]:  # its own parser, so `paper --help` and its flags pass through untouched
+        from lthvp.commands.paper import main as paper_main
+
+        return paper_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataMissingError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

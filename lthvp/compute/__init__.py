@@ -1,0 +1,1 @@
+"""Running configs: one run, the job queue and its workers, sweeps and the queue on Dask."""

@@ -1,0 +1,130 @@
+"""Run configuration: everything that determines a result, and its stable hash (the run's name).
+
+Identity that survives new code: the fields of the first schema (``V1_FIELDS``) are always
+hashed, exactly as the first release did, and every field added later is hashed only when it
+differs from its default (OpenLTH's rule). Adding a defaulted field therefore never changes an
+existing result's hash; a new non-default value names a new result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+METHODS = ("vp", "map", "lp")  # "map": VP's label mapping with the prompt frozen at its start
+MAPPINGS = ("ilm", "flm", "rlm")
+ASSIGNMENTS = ("greedy", "hungarian")
+ARMS = ("ticket", "random")
+FULL = "full"
+MAX_LEVEL = 100  # IMP levels: 0.8 ** 100 of the weights would be ~2e-10
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # preset and dataset names
+
+
+def parse_shots(value: int | str) -> int | str:
+    """Shots are a positive int per class or the string 'full' (a digit string is read as an int)."""
+    if isinstance(value, str):
+        if value.strip().lower() == FULL:
+            return FULL
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"shots must be an integer >= 1 or 'full', got {value!r}")
+    if value < 1:
+        raise ValueError(f"shots must be >= 1 or 'full', got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One transfer experiment: ticket (family, level, arm) x dataset x method x shots x seed.
+
+    ``epochs``/``lr``/``image_size`` default to None = the preset's defaults, resolved by
+    :func:`lthvp.results.presets.resolve` before hashing so that equal runs share one hash.
+    """
+
+    preset: str = "mini"
+    dataset: str = "digits"
+    method: str = "vp"
+    level: int = 0
+    shots: int | str = FULL
+    seed: int = 0
+    arm: str = "ticket"
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    image_size: int | None = None
+    mapping: str = "ilm"
+    assignment: str = "greedy"
+    lp_input: str = "full"  # "full": resize to the model input; "matched": same canvas as VP
+    # -- fields added after the first schema: hashed only when not at their default ---------
+    family: int | None = None  # source seed of the ticket family; None = the preset's legacy single family
+    steps: int | None = None  # VP optimizer-step budget (epochs derived from it); None = epochs as given
+    val_per_class: int | None = None  # k-shot validation drawn from train, disjoint; None = the val split
+
+    def __post_init__(self):
+        object.__setattr__(self, "shots", parse_shots(self.shots))
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
+        if self.mapping not in MAPPINGS:
+            raise ValueError(f"unknown label mapping {self.mapping!r}; choose from {MAPPINGS}")
+        if self.assignment not in ASSIGNMENTS:
+            raise ValueError(f"unknown assignment {self.assignment!r}; choose from {ASSIGNMENTS}")
+        if self.arm not in ARMS:
+            raise ValueError(f"unknown arm {self.arm!r}; choose from {ARMS}")
+        if self.lp_input not in ("full", "matched"):
+            raise ValueError(f"lp_input must be 'full' or 'matched', got {self.lp_input!r}")
+        for name in ("preset", "dataset"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not NAME.fullmatch(value):
+                raise ValueError(f"{name} must be a non-empty name of letters, digits, '_', '.' or '-' "
+                                 f"(at most 64), got {value!r}")
+        for name, high in (("level", MAX_LEVEL), ("seed", 2 ** 31 - 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+                raise ValueError(f"{name} must be an integer in [0, {high}], got {value!r}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("image_size", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low} (or unset for the preset default), got {value!r}")
+        if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                                    or not 0 <= self.lr < float("inf")):
+            raise ValueError(f"lr must be a finite number > 0 (0 only for the mapping-only baseline, method map), "
+                             f"got {self.lr!r}")
+        if self.lr == 0 and self.method != "map":
+            raise ValueError("lr must be > 0 (lr 0 is the mapping-only baseline: use --method map)")
+        for name, low in (("family", 0), ("steps", 0), ("val_per_class", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
+        if self.arm == "random" and self.level == 0:
+            raise ValueError("the random-pruning arm needs level >= 1 (level 0 is dense)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown RunConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def identity(self) -> dict:
+        """The fields that name the result: all first-schema fields, later ones only if non-default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: v for k, v in self.to_dict().items() if k in V1_FIELDS or v != defaults[k]}
+
+    def hash(self) -> str:
+        """Stable 16-hex name: sha256 of the canonical JSON of :meth:`identity`."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+V1_FIELDS = frozenset(("preset", "dataset", "method", "level", "shots", "seed", "arm", "epochs", "lr", "batch_size",
+                       "image_size", "mapping", "assignment", "lp_input"))

@@ -1,0 +1,285 @@
+"""Results store (diskcache, no eviction) and result bundles (zip of plain data).
+
+Values are JSON strings, so the store never unpickles anything. Each result is kept twice:
+the full record under ``result:<hash>`` and a small flat row under ``row:<hash>`` so pages can
+build their tables without reading prompts, curves and bin tables. ``version`` increments on
+every write; readers cache on it. Every record is checked by :mod:`lthvp.results.record_schema` before it
+is written (``put`` and bundle import alike); docs/RELIABILITY.md lists the limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from lthvp.results.disk_cache import open_cache
+from lthvp.results.provenance import now_iso, provenance
+from lthvp.results.record_schema import RecordError, flat_row, stored_problem, validate_record  # noqa: F401 (re-exported)
+
+BUNDLE_FORMAT = "lthvp-bundle"
+BUNDLE_VERSION = 1
+MAX_MEMBER_BYTES = 32 * 1024 * 1024  # one member, as read (a record with two large prediction arrays fits)
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # the zip file
+MAX_EXPANDED_BYTES = 1024 * 1024 * 1024  # all members together, as read
+MAX_MEMBERS = 200_000
+
+
+class BundleError(RecordError):
+    """An invalid bundle; importing it changed nothing."""
+
+
+class StoreError(ValueError):
+    """A results store that cannot be opened as it is (the message says how to recover)."""
+
+
+def _unreadable(directory: Path, reason: str) -> StoreError:
+    return StoreError(f"the results store {directory} cannot be read ({reason}); recover with `python -m lthvp "
+                      f"store check --store {directory}` (then `store delete HASH...`; `store repair` does both, or rebuilds "
+                      f"an unreadable cache.db from what can still be read), or move "
+                      f"{directory / 'cache.db'} aside to start an empty store that re-imports the shipped bundles")
+
+
+class ResultStore:
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.cache = open_cache(directory, "the store path", lambda reason: _unreadable(self.directory, reason))
+
+    # results -----------------------------------------------------------------------------
+    def put(self, record: dict) -> None:
+        """Validate one finished result, then write record + row + version bump in one transaction."""
+        self._write([validate_record(record)])
+
+    def _write(self, records: list[dict]) -> None:
+        with self.cache.transact():
+            for record in records:
+                self.cache.set(f"result:{record['hash']}", json.dumps(record, allow_nan=False))
+                self.cache.set(f"row:{record['hash']}", json.dumps(flat_row(record), allow_nan=False))
+            if records:
+                self.cache.incr("version", default=0)
+
+    def get(self, key: str) -> dict | None:
+        text = self.cache.get(f"result:{key}")
+        return json.loads(text) if text is not None else None
+
+    def has(self, key: str) -> bool:
+        return f"result:{key}" in self.cache
+
+    def _keys(self, prefix: str) -> list[str]:
+        return sorted(k[len(prefix):] for k in self.cache.iterkeys() if isinstance(k, str) and k.startswith(prefix))
+
+    def hashes(self) -> list[str]:
+        return self._keys("result:")
+
+    def __len__(self) -> int:
+        return len(self.hashes())
+
+    @property
+    def version(self) -> int:
+        return int(self.cache.get("version", 0))
+
+    def table(self) -> pd.DataFrame:
+        """One row per stored result (reads only the small row entries)."""
+        rows = [json.loads(self.cache[k]) for k in self.cache.iterkeys()
+                if isinstance(k, str) and k.startswith("row:")]
+        return pd.DataFrame(rows)
+
+    def records(self, keys: Iterable[str] | None = None) -> Iterable[dict]:
+        for key in keys if keys is not None else self.hashes():
+            record = self.get(key)
+            if record is not None:
+                yield record
+
+    def delete(self, hashes: Iterable[str]) -> list[str]:
+        """Remove results and their rows in one transaction; each removal is kept as
+        ``deleted:<hash>`` with its time. Returns the hashes that were stored."""
+        removed = []
+        with self.cache.transact():
+            for key in dict.fromkeys(hashes):
+                had_result, had_row = self.cache.delete(f"result:{key}"), self.cache.delete(f"row:{key}")
+                if had_result or had_row:
+                    self.cache.set(f"deleted:{key}", json.dumps({"deleted": now_iso(), "hash": key}))
+                    removed.append(key)
+            if removed:
+                self.cache.incr("version", default=0)
+        return removed
+
+    def problems(self) -> dict[str, str]:
+        """hash -> what is wrong, for every stored result that the schema rejects today."""
+        found = {key: stored_problem(key, self.cache.get(f"result:{key}"), f"row:{key}" in self.cache)
+                 for key in sorted(set(self.hashes()) | set(self._keys("row:")))}
+        return {key: problem for key, problem in found.items() if problem}
+
+    def check(self) -> list[str]:
+        """The hashes of stored results that fail the schema (see :meth:`problems` for why)."""
+        return sorted(self.problems())
+
+    # bundles -----------------------------------------------------------------------------
+    def export_bundle(self, path: str | os.PathLike, keys: Iterable[str] | None = None, note: str = "") -> Path:
+        """Zip: manifest.json, results/<hash>.json, prompts/<hash>.png (VP runs)."""
+        path = Path(path)
+        keys = list(keys) if keys is not None else self.hashes()
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entries = []
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for record in self.records(keys):
+                record = dict(record)
+                record.pop("cached", None)
+                png = record.pop("prompt_png", None)
+                if png:
+                    record["prompt"] = f"prompts/{record['hash']}.png"
+                    zf.writestr(record["prompt"], base64.b64decode(png))
+                zf.writestr(f"results/{record['hash']}.json", json.dumps(record, allow_nan=False, sort_keys=True))
+                entries.append(record["hash"])
+            manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "count": len(entries),
+                        "results": entries, "exported": now_iso(), "note": note, "provenance": provenance()}
+            zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+        return path
+
+    def import_bundle(self, path: str | os.PathLike) -> int:
+        """Validate the whole bundle, then add the results the store lacks; returns how many."""
+        return self.import_bundle_report(path).added_count
+
+    def import_bundle_report(self, path: str | os.PathLike) -> "ImportReport":
+        records = read_bundle(path)
+        stored = {r["hash"] for r in records if self.has(r["hash"])}
+        new = [r for r in records if r["hash"] not in stored]
+        self._write(new)
+        return ImportReport(added=[r["hash"] for r in new], skipped=[r["hash"] for r in records if r["hash"] in stored],
+                            configs={r["hash"]: (r["config"], r["metrics"]) for r in records})
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    configs: dict = field(default_factory=dict)  # hash -> (config, metrics) of every record in the bundle
+
+    @property
+    def added_count(self) -> int:
+        return len(self.added)
+
+
+def seed_store(store: ResultStore, bundle_dir: Path | None = None) -> list[str]:
+    """An empty store imports every shipped ``cache/*.zip`` bundle; returns what happened."""
+    from lthvp.paths import BUNDLE_DIR
+
+    if len(store.hashes()) > 0:
+        return []
+    messages = []
+    for path in sorted(Path(bundle_dir or BUNDLE_DIR).glob("*.zip")):
+        try:
+            report = store.import_bundle_report(path)
+            messages.append(f"imported {path.name}: {len(report.added)} results added, "
+                            f"{len(report.skipped)} already stored")
+        except BundleError as err:
+            messages.append(f"could not import {path.name}: {err}")
+    return messages
+
+
+def open_seeded_store(directory: str | os.PathLike) -> tuple[ResultStore, list[str]]:
+    """Open a store the way every entry point (CLI, worker, app) does: seeded from the shipped
+    bundles on first use, so a shipped cell is served, never retrained."""
+    store = ResultStore(directory)
+    return store, seed_store(store)
+
+
+def _check_member(info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    if name.startswith(("/", "\\")) or "\\" in name or ".." in Path(name).parts or ":" in name:
+        raise BundleError(f"unsafe path in bundle: {name!r}")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise BundleError(f"links are not allowed in bundles: {name!r}")
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise BundleError(f"bundle member {name!r} is too large ({info.file_size} bytes > {MAX_MEMBER_BYTES})")
+
+
+class _Reader:
+    """Reads members as they really expand (sizes may lie), bounded; a corrupt member is a BundleError."""
+
+    def __init__(self, zf: zipfile.ZipFile):
+        self.zf, self.total = zf, 0
+
+    def read(self, info: zipfile.ZipInfo) -> bytes:
+        try:
+            with self.zf.open(info) as f:
+                data = f.read(MAX_MEMBER_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as err:
+            raise BundleError(f"{info.filename}: corrupt zip member ({type(err).__name__}: {err})") from None
+        if len(data) > MAX_MEMBER_BYTES:
+            raise BundleError(f"bundle member {info.filename!r} expands beyond {MAX_MEMBER_BYTES} bytes")
+        self.total += len(data)
+        if self.total > MAX_EXPANDED_BYTES:
+            raise BundleError(f"bundle expands beyond {MAX_EXPANDED_BYTES} bytes in total")
+        return data
+
+    def json(self, info: zipfile.ZipInfo):
+        data = self.read(info)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise BundleError(f"{info.filename}: JSON nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, bad UTF-8, over-long ints
+            raise BundleError(f"malformed JSON in {info.filename}: {err}") from None
+
+
+def read_bundle(path: str | os.PathLike) -> list[dict]:
+    """Parse and validate every member of a bundle; raises BundleError on the first problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"no bundle file at {path}")
+    if path.stat().st_size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError, EOFError) as err:
+        raise BundleError(f"not a zip bundle: {err}") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise BundleError(f"bundle has too many members ({len(infos)})")
+        if len({i.filename for i in infos}) != len(infos):
+            raise BundleError("bundle has duplicate member names")
+        for info in infos:
+            _check_member(info)
+        by_name = {i.filename: i for i in infos}
+        if "manifest.json" not in by_name:
+            raise BundleError("bundle has no manifest.json")
+        reader = _Reader(zf)
+        manifest = reader.json(by_name["manifest.json"])
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT \
+                or manifest.get("version") != BUNDLE_VERSION:
+            raise BundleError(f"manifest.json: not an {BUNDLE_FORMAT} v{BUNDLE_VERSION} manifest (a JSON object "
+                              f"with format and version)")
+        records = []
+        for info in infos:
+            n = info.filename
+            if n == "manifest.json" or n.endswith("/") or n.startswith("prompts/"):
+                continue
+            if not (n.startswith("results/") and n.endswith(".json") and n.count("/") == 1):
+                raise BundleError(f"unexpected member in bundle: {n!r}")
+            record = reader.json(info)
+            prompt = record.pop("prompt", None) if isinstance(record, dict) else None
+            if prompt is not None:  # the exported form: the PNG is its own member, re-encoded by the schema
+                if "prompt_png" in record or prompt != f"prompts/{record.get('hash')}.png" or prompt not in by_name:
+                    raise BundleError(f"{n}: field 'prompt': {str(prompt)[:80]!r} is not this result's PNG in the bundle")
+                record["prompt_png"] = base64.b64encode(reader.read(by_name[prompt])).decode()
+            try:
+                records.append(validate_record(record, n))
+            except RecordError as err:
+                raise BundleError(str(err)) from None
+    hashes = [r["hash"] for r in records]
+    if len(hashes) != len(set(hashes)):
+        raise BundleError("bundle lists a result twice")
+    return records

@@ -1,0 +1,1 @@
+"""Source models and their sparse tickets: architectures, pre-trained weights, masks and pruning, IMP, ticket families and ticket file formats."""

@@ -1,0 +1,111 @@
+"""Static figures and tables for a write-up, generated from a bundle (never from memory).
+
+    python -m lthvp figures cache/mini_digits.zip --out docs/figures
+
+PNG export uses kaleido with the system Chromium (requirements-dev.txt); the tables are
+markdown, mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lthvp.analysis import report
+from lthvp.analysis.effects import effects
+from lthvp.analysis.findings import findings_markdown
+from lthvp.results.store import flat_row, read_bundle
+from lthvp.ui import plots, prompt_plots, reliability_plots
+from lthvp.ui.effect_plots import forest_figure
+
+
+def bundle_frame(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([flat_row(r) for r in records])
+
+
+def pick(records: list[dict], **config) -> dict:
+    """The one record whose config matches ``config`` (shots compared as strings)."""
+    want = {k: str(v) for k, v in config.items()}
+    hits = [r for r in records if all(str(r["config"][k]) == v for k, v in want.items())]
+    if len(hits) != 1:
+        raise ValueError(f"{len(hits)} records match {config}")
+    return hits[0]
+
+
+def study_figures(records: list[dict], dataset: str = "digits") -> dict[str, object]:
+    """Named plotly figures of the study: curves, reliability panels, prompts across levels."""
+    df = bundle_frame(records)
+    df = df[df["dataset"] == dataset]
+    levels = sorted(df["level"].unique())
+    lo, hi = levels[0], levels[-1]
+    full = dict(dataset=dataset, shots="full", seed=0, arm="ticket")
+    panels = [(f"{m.upper()} L{lv}", pick(records, method=m, level=lv, **full)) for m in ("vp", "lp") for lv in (lo, hi)]
+    prompts = [(f"L{lv}", prompt_plots.decode_png(pick(records, method="vp", level=lv, **full)["prompt_png"])) for lv in levels]
+    return {
+        "accuracy_vs_sparsity": plots.sparsity_figure(df, "accuracy", by="method", title=f"{dataset}: accuracy"),
+        "ece_vs_sparsity": plots.sparsity_figure(df, "ece", by="method", title=f"{dataset}: ECE"),
+        "reliability_dense_vs_sparse": reliability_plots.reliability_figure(panels),
+        "prompts_across_levels": prompt_plots.image_grid(prompts, cols=len(prompts), scale=4,
+                                                  title="learned VP border per level (full data, seed 0)"),
+    }
+
+
+def study_tables(records: list[dict], dataset: str = "digits") -> str:
+    df = bundle_frame(records)
+    parts = []
+    for metric, label in (("accuracy", "Test accuracy (%)"), ("ece", "ECE (%)")):
+        for method in ("vp", "lp"):
+            parts.append(f"### {label}, {method.upper()}, {dataset} (mean ± std over seeds)\n\n"
+                         + report.markdown_table(df, metric, method, dataset=dataset))
+        parts.append(f"### {label}, random-pruning arm, full data\n\n"
+                     + "\n\n".join(f"{m.upper()}:\n\n" + report.markdown_table(df, metric, m, arm="random", dataset=dataset)
+                                   for m in ("vp", "lp")))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_figures(bundle: Path, out: Path, dataset: str = "digits", scale: float = 1.5) -> list[Path]:
+    import kaleido
+
+    records = read_bundle(bundle)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    kaleido.start_sync_server()  # one browser for all figures
+    try:
+        for name, fig in study_figures(records, dataset).items():
+            path = out / f"{name}.png"
+            fig.update_layout(width=1200 if "prompts" not in name else None)
+            fig.write_image(path, scale=scale)
+            written.append(path)
+    finally:
+        kaleido.stop_sync_server()
+    tables = out / "tables.md"
+    tables.write_text(study_tables(records, dataset))
+    df = bundle_frame(records)
+    forest = out / "effects_forest.png"
+    effect_forest(df, dataset).write_image(forest, scale=scale)
+    findings = out / "findings.md"
+    findings.write_text(findings_markdown(df, dataset))
+    effects_csv = out / "effects_accuracy.csv"
+    effects(df, "accuracy", dataset).to_csv(effects_csv, index=False)
+    return written + [tables, forest, findings, effects_csv]
+
+
+def effect_forest(df: pd.DataFrame, dataset: str):
+    """Accuracy slopes per halving of the remaining weights: VP, LP and their difference per shot count."""
+    table = effects(df, "accuracy", dataset)
+    rows = table[table["contrast"].isin(["slope", "vp-lp_slope"]) & table["method"].isin(["vp", "lp", "vp-lp"])]
+    fig = forest_figure(rows, f"{dataset}: accuracy slope per halving of the remaining weights (95% CI)", "accuracy")
+    fig.update_layout(width=1000)
+    return fig
+
+
+def update_readme(readme: Path, findings: str) -> bool:
+    """Replace the text between the findings markers; False when the README has no markers."""
+    text = readme.read_text()
+    start, end = "<!-- findings:start -->", "<!-- findings:end -->"
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n" + findings + end + rest.split(end, 1)[1])
+    return True
