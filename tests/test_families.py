@@ -124,3 +124,9 @@ def test_saving_the_same_ticket_twice_gives_the_same_bytes(tmp_path):
     again, masks2, extra = load_ticket_file(tmp_path / "t0.safetensors")
     assert extra == {"level": 1, "arm": "ticket"}
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_the_mini_study_ships_three_families_within_25_mb():
+    assert SEEDS == [0, 1, 2]
+    shipped = [p for s in SEEDS for p in family_dir(MINI.family_dir, s).iterdir() if p.name != "rewind.safetensors"]
+    assert sum(p.stat().st_size for p in shipped) <= 25 * 1024 * 1024
