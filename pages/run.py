@@ -163,6 +163,8 @@ def queue_panel():
             r = by_hash.loc[job["id"]]
             c.markdown(f"accuracy **{100 * r['accuracy']:.1f}%** · ECE **{100 * r['ece']:.1f}%** · "
                        f"{r['seconds']:.0f} s")
+            d.page_link("pages/run_detail.py", label="Open", icon=":material/search:",
+                        query_params={"hash": job["id"]})
         elif job["state"] in (J.FAILED, J.CRASHED, J.CANCELLED):
             c.text(job.get("error") or job["state"])  # error text can quote user input: plain text
         else:

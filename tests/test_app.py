@@ -172,6 +172,8 @@ def test_run_page_submit_queue_worker_result(app_store):
     assert "1 already in the store" in at.markdown[0].value
     assert any("green-badge[done]" in m.value for m in at.markdown)
     assert any("accuracy" in m.value and "ECE" in m.value for m in at.markdown)
+    links = [el for el in at.get("page_link") if "run_detail" in el.proto.page]
+    assert links and f"hash={job['id']}" in links[0].proto.query_string  # the finished job opens its run page
 
 
 def test_bundles_import_report(app_store, tmp_path):
