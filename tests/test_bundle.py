@@ -84,3 +84,18 @@ def test_study_figures_and_tables_come_from_the_bundle(records):
                   r["config"]["level"] == 0 and r["config"]["shots"] == "full" and r["config"]["arm"] == "ticket"]
     mean = 100 * sum(lp_full_l0) / len(lp_full_l0)
     assert "| L0 (100.0%) |" in tables and f"{mean:.1f} ±" in tables
+
+
+def test_v2_records_name_the_shipped_ticket_files(records):
+    """Every result computed on a v2 family names the ticket it used by that file's recorded digest,
+    so a shipped result always points at the shipped ticket (a rebuilt or recompacted family fails)."""
+    from lthvp.results.presets import get_preset
+    from lthvp.tickets.families import TicketFamily, family_dir
+
+    v2 = [r for r in records.values() if r["config"].get("family") is not None]
+    if not v2:
+        pytest.skip("the shipped bundle holds no v2-family results yet")
+    for r in v2:
+        c = r["config"]
+        family = TicketFamily(family_dir(get_preset(c["preset"]).family_dir, c["family"]))
+        assert r["ticket"] == family.ticket_id(c["level"], c["arm"]), r["hash"]
