@@ -11,6 +11,7 @@ from lthvp.results.store import BundleError
 from lthvp.ui import app_frame
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots
+from lthvp.ui.text import plain
 
 app_frame.ensure_frame()
 
@@ -58,10 +59,11 @@ up = st.file_uploader("Upload a bundle (.zip)", type=["zip"], key=f"b_upload_{up
 
 
 def show_report(rep: dict) -> None:
-    if rep["error"]:
-        st.error(f"Rejected **{rep['name']}**: {rep['error']}. Nothing was imported.", icon=":material/block:")
+    if rep["error"]:  # file and member names are untrusted: escaped
+        st.error(f"Rejected **{plain(rep['name'], 120)}**: {plain(rep['error'], 600)}. Nothing was imported.",
+                 icon=":material/block:")
         return
-    st.success(f"**{rep['name']}**: {len(rep['added'])} added, {len(rep['skipped'])} skipped "
+    st.success(f"**{plain(rep['name'], 120)}**: {len(rep['added'])} added, {len(rep['skipped'])} skipped "
                f"(already in the store), 0 rejected.", icon=":material/check_circle:")
     if rep["rows"]:
         st.dataframe(rep["rows"], hide_index=True, width="stretch")
@@ -99,5 +101,6 @@ shipped = sorted(db.BUNDLE_DIR.glob("*.zip"))
 if shipped:
     with st.expander(f"Shipped bundles in {db.BUNDLE_DIR} ({len(shipped)})"):
         for p in shipped:
-            if st.button(f"Import {p.name}", key=f"ship_{p.name}"):
-                show_report(import_file(p, p.name))
+            if st.button(f"Import {p.name}", key=f"ship_{p.name}"):  # kept: the import triggers a redraw
+                st.session_state["bundle_report"] = import_file(p, p.name)
+                st.rerun()

@@ -17,22 +17,13 @@ from lthvp.results.presets import PRESETS, resolve
 from lthvp.ui import app_frame
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots
+from lthvp.ui.text import plain
 
 app_frame.ensure_frame()
 
 STATE_COLORS = {J.QUEUED: "gray", J.RUNNING: "blue", J.DONE: "green", J.FAILED: "red", J.CANCELLED: "orange",
                 J.CRASHED: "violet"}
 SHOWN = 25
-
-
-def plain(text, limit: int = 64) -> str:
-    """User text inside a Markdown element (st.success etc.) shown as typed: one line, bounded, every
-    ASCII punctuation mark backslash-escaped, so no link, image, emphasis, directive or HTML forms."""
-    text = " ".join(str(text).split())[:limit]
-    return "".join("\\" + c if c in PUNCTUATION else c for c in text)
-
-
-PUNCTUATION = set("\\`*_{}[]()<>#+-.!|~:$&\"'=^/%@,;?")
 
 st.title("Run experiments")
 try:
@@ -44,22 +35,23 @@ store = db.store()
 c0, cf, c1, c2, c3 = st.columns([1, 1, 1, 1, 2])
 preset = c0.selectbox("Preset", list(PRESETS), key="r_preset", bind="query-params",
                       help="mini: ResNet-20 on Fashion-MNIST (CPU); paper: ImageNet ResNet-50 (GPU server)")
-family_id = cf.selectbox("Ticket family", db.family_choices(preset), key="r_family", bind="query-params",
-                         format_func=lambda f: "legacy" if f is None else f"family {f}",
-                         help="v2 families: the study's replicated ticket families (step budget, few-shot validation); "
-                              "legacy: the first single family, with the v1 protocol")
+families = db.family_choices(preset)
+family_id = db.linked(cf, "selectbox", "Ticket family", families, "r_family", families[0] if families else None,
+                      format_func=lambda f: "legacy" if f is None else f"family {f}",
+                      help="v2 families: the study's replicated ticket families (step budget, few-shot validation); "
+                           "legacy: the first single family, with the v1 protocol")
 family = db.family_levels(preset, family_id)
 if not family["ticket"]:
     st.info(f"No ticket family for the {preset} preset yet: build one with "
             + ("`python -m lthvp tickets --preset mini`" if preset == "mini" else
                "`python -m lthvp paper one-shot|import|imp ...` (docs/PAPER.md)"))
-ds = c1.selectbox("Target dataset", TARGETS[preset], key="r_ds", bind="query-params")
+ds = db.linked(c1, "selectbox", "Target dataset", TARGETS[preset], "r_ds", TARGETS[preset][0])
 arm = c2.selectbox("Arm", ["ticket", "random"], key="r_arm", bind="query-params",
                    help="ticket: IMP lottery ticket; random: random pruning at the same sparsity")
 level_opts = family["ticket"] if arm == "ticket" else family["random"]
-levels = c3.multiselect("Levels", level_opts, default=level_opts[:1], key="r_levels", bind="query-params",
-                        format_func=lambda lv: f"L{lv}",
-                        help=f"levels whose ticket files exist in tickets/{preset}; remaining weights: "
+levels = db.linked(c3, "multiselect", "Levels", level_opts, "r_levels", level_opts[:1],
+                   format_func=lambda lv: f"L{lv}",
+                   help=f"levels whose ticket files exist in tickets/{preset}; remaining weights: "
                              + ", ".join(f"L{lv} {100 * family['remaining'].get(lv, 0.8 ** lv):.1f}%" for lv in level_opts))
 c4, c5, c6, c7 = st.columns([1, 2, 1, 1])
 methods = c4.multiselect("Methods", db.METHODS, default=["lp"], key="r_methods", bind="query-params",
@@ -90,6 +82,11 @@ pending = [h for h in hashes if h not in cached and jobs_by_id.get(h, {}).get("s
 todo = [h for h in hashes if h not in cached and h not in pending]
 st.markdown(f"**{len(hashes)} runs selected**: {len(cached)} already in the store, {len(pending)} queued or "
             f"running (shared with whoever asked first), **{len(todo)} to train**.")
+if not hashes:
+    missing = [name for name, chosen in (("a level", levels), ("a method", methods), ("a shot count", shots),
+                                         ("a seed", seeds)) if not chosen]
+    st.caption("Nothing to run: " + (f"choose {', '.join(missing)}." if missing else
+                                     f"no {arm} level is built for this family."))
 
 if st.button(f"Submit {len(todo)} run{'s' if len(todo) != 1 else ''}", type="primary", disabled=not todo,
              key="submit"):

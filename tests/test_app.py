@@ -287,3 +287,19 @@ def test_sparsity_numbers_are_in_the_charts_units(app_store):
     assert {round(v, 6) for v in table["mean %"]} <= ys  # the same numbers as the chart's points
     at = ok(app("pages/sparsity.py", {"metric": "nll"}))
     assert "mean" in at.dataframe[0].value.columns  # NLL has no percent
+
+
+def test_run_page_controls_survive_a_preset_round_trip(app_store):
+    """mini -> paper -> mini used to leave Target on cifar10 and Levels empty ("0 runs selected")."""
+    at = ok(app("pages/run.py"))
+    before = (at.selectbox(key="r_ds").value, at.multiselect(key="r_levels").value, at.selectbox(key="r_family").value)
+    at.selectbox(key="r_preset").set_value("paper").run()
+    ok(at)
+    assert at.selectbox(key="r_ds").value == "cifar10"  # a paper target while on the paper preset
+    at.selectbox(key="r_preset").set_value("mini").run()
+    ok(at)
+    after = (at.selectbox(key="r_ds").value, at.multiselect(key="r_levels").value, at.selectbox(key="r_family").value)
+    assert after == before and "1 runs selected" in at.markdown[0].value
+    at.multiselect(key="r_levels").set_value([]).run()
+    assert any("choose a level" in c.value for c in at.caption)  # 0 runs, and why
+

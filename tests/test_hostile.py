@@ -468,21 +468,17 @@ def test_sigterm_puts_the_running_job_back_in_the_queue(tmp_path):
 # --- the dashboard ------------------------------------------------------------------------------
 
 def test_user_text_on_the_run_page_is_escaped():
-    import ast
+    from lthvp.ui.text import PUNCTUATION, plain
 
-    tree = ast.parse((REPO / "pages" / "run.py").read_text())
-    wanted = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == "plain")
-              or (isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "PUNCTUATION" for t in n.targets))]
-    scope = {}
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), "pages/run.py", "exec"), scope)
+    assert "from lthvp.ui.text import plain" in (REPO / "pages" / "run.py").read_text()
     hostile = "![x](http://evil/p.png) [a](javascript:alert(1)) **b** <b>c</b> :red[d] $x$ `e`\n# h"
-    shown = scope["plain"](hostile, limit=200)
+    shown = plain(hostile, limit=200)
     assert "\n" not in shown
     for i, ch in enumerate(shown):
-        if ch in scope["PUNCTUATION"] and ch != "\\":
+        if ch in PUNCTUATION and ch != "\\":
             assert shown[i - 1] == "\\", (i, shown)
     assert shown.replace("\\", "") == " ".join(hostile.split()).replace("\\", "")
-    assert len(scope["plain"]("x" * 1000)) == 64
+    assert len(plain("x" * 1000)) == 64
 
 
 def test_corrupt_job_queue_is_one_line_and_results_stay_readable(tmp_path, capsys):
@@ -565,3 +561,29 @@ def test_store_repair(tmp_path, capsys):
     again = ResultStore(directory)
     assert again.hashes() == [large["hash"]] and again.get(large["hash"])["predictions"] == large["predictions"]
     assert list(directory.glob("cache.db.broken-*")) and store_admin.check(directory) == 0
+
+
+def test_repair_refuses_while_workers_run_and_frees_lost_jobs(tmp_path, capsys):
+    import gc
+
+    from lthvp.compute.jobs import JobQueue
+    from lthvp.results import store_admin
+
+    directory = tmp_path / "store"
+    s = ResultStore(directory)
+    rec = make_record(60)
+    s.put(rec)
+    queue = JobQueue.for_store(directory)
+    queue.register_worker("w1")
+    assert store_admin.repair(directory) == 2 and "stop them" in capsys.readouterr().err
+    queue.unregister_worker("w1")
+    job = queue.submit(RunConfig.from_dict(rec["config"]), user="u")  # a finished job whose result gets lost
+    claimed = queue.claim("w2")
+    queue.finish(claimed["id"], "w2", "done")
+    s.cache.close()
+    del s
+    gc.collect()
+    (directory / "cache.db").write_bytes(b"garbage" * 1000)
+    assert store_admin.repair(directory) == 0
+    assert "forgot 1 finished job" in capsys.readouterr().out
+    assert queue.get(job.job_id) is None  # it can be submitted and trained again

@@ -23,11 +23,13 @@ from lthvp.results.config import RunConfig
 PROGRESS_TOPIC = "lthvp-progress"
 
 
-def cancel_event(job_id: str) -> str:
-    return f"lthvp-cancel-{job_id}"
+def cancel_event(job_id: str, attempt: int) -> str:
+    """Per attempt: a set Event stays set on the scheduler, so a re-queued or resubmitted job must
+    not find the flag of its previous attempt."""
+    return f"lthvp-cancel-{job_id}-{attempt}"
 
 
-def run_job_task(config_dict: dict, job_id: str, threads: int | None = 1) -> dict:
+def run_job_task(config_dict: dict, job_id: str, threads: int | None = 1, attempt: int = 1) -> dict:
     """What a cluster worker executes for one queued job: the plain-JSON record back."""
     import torch
     from distributed import Event, get_worker
@@ -36,7 +38,7 @@ def run_job_task(config_dict: dict, job_id: str, threads: int | None = 1) -> dic
 
     if threads:
         torch.set_num_threads(int(threads))
-    worker, cancel = get_worker(), Event(cancel_event(job_id))
+    worker, cancel = get_worker(), Event(cancel_event(job_id, attempt))
 
     def progress(p: dict) -> None:
         worker.log_event(PROGRESS_TOPIC, {"job": job_id, "progress": dict(p)})
@@ -74,8 +76,9 @@ class DaskQueueDrain:
             job = self.queue.claim(self.id)
             if job is None:
                 return
-            future = client.submit(run_job_task, job["config"], job["id"], threads, pure=False, retries=0,
-                                   resources=self.resources, key=f"lthvp-job-{job['id']}-{job.get('attempts', 1)}")
+            attempt = job.get("attempts", 1)
+            future = client.submit(run_job_task, job["config"], job["id"], threads, attempt, pure=False, retries=0,
+                                   resources=self.resources, key=f"lthvp-job-{job['id']}-{attempt}")
             self.jobs[future] = job
             self.log(f"submitted {job['id']} (for {job['submitted_by']!r})")
 
@@ -91,7 +94,7 @@ class DaskQueueDrain:
                      else self.queue.heartbeat(jid, self.id))
             if state is not None and state.get("cancel_requested") and jid not in self._cancelled:
                 self._cancelled.add(jid)
-                Event(cancel_event(jid), client=client).set()
+                Event(cancel_event(jid, job.get("attempts", 1)), client=client).set()
                 if future.status == "pending":  # not started on a worker yet
                     future.cancel()
         self.queue.worker_heartbeat(self.id, ",".join(j["id"] for j in self.jobs.values()) or None)
@@ -102,6 +105,11 @@ class DaskQueueDrain:
             job = self.jobs.pop(future)
             jid = job["id"]
             state, error = DONE, None
+            if future.status == "cancelled" and jid not in self._cancelled:  # Dask dropped it (lost scheduler)
+                self.queue.requeue(jid, self.id, f"{self.id}: the cluster dropped the task")
+                self.log(f"{jid} re-queued (the cluster dropped the task)")
+                future.release()
+                continue
             if future.status == "cancelled" or (future.status == "error"
                                                  and type(future.exception()).__name__ == "JobCancelled"):
                 state, error = CANCELLED, "cancelled while running"
@@ -145,8 +153,9 @@ class DaskQueueDrain:
     def _requeue_in_flight(self, client) -> None:
         from distributed import Event
 
+        self._collect()  # what already finished is stored, not trained again
         for future, job in self.jobs.items():
-            Event(cancel_event(job["id"]), client=client).set()  # a running task stops at its next step
+            Event(cancel_event(job["id"], job.get("attempts", 1)), client=client).set()  # stops at its next step
             future.cancel()
             self.queue.requeue(job["id"], self.id, f"{self.id} stopped")
             self.log(f"{job['id']} re-queued (drain stopped)")

@@ -141,18 +141,38 @@ def _salvage(broken: Path, directory: Path) -> list[str]:
 
 
 def repair(store_dir=None, out=None, err=None) -> int:
-    """Make the store sound: delete the results ``check`` rejects, or rebuild an unreadable one."""
+    """Make the store sound: delete the results ``check`` rejects, or rebuild a damaged one.
+
+    Refused while workers are alive: a rebuild moves the database files that they hold open."""
     out, err = out or sys.stdout, err or sys.stderr
     directory = _directory(store_dir)
+    if (jobs_dir(directory) / "cache.db").is_file():
+        try:
+            alive = JobQueue.for_store(directory).workers()
+        except ValueError:  # a damaged queue holds no live worker worth protecting
+            alive = []
+        if alive:
+            print(f"error: {len(alive)} worker(s) use this store ({', '.join(w['id'] for w in alive)}): stop them "
+                  f"and the app, then repair", file=err)
+            return 2
     store = _open(directory, err)
     if store is False:
         return 2
     if store is not None:
-        bad = sorted(store.problems())
-        if not bad:
-            print("nothing to repair: every stored result passes the schema", file=out)
-            return 0
-        return delete(bad, directory, out, err)
+        try:
+            bad = sorted(store.problems()) if not integrity(directory) else None
+        except sqlite3.DatabaseError:
+            bad = None  # damage that only shows inside a query: rebuild
+        if bad is not None:
+            if not bad:
+                print("nothing to repair: every stored result passes the schema", file=out)
+                return 0
+            return delete(bad, directory, out, err)
+        store.cache.close()
+    return _rebuild(directory, out)
+
+
+def _rebuild(directory: Path, out) -> int:
     broken = directory / f"cache.db.broken-{time.strftime('%Y%m%d-%H%M%S')}"
     for suffix in ("", "-wal", "-shm"):
         if (directory / f"cache.db{suffix}").exists():
@@ -171,8 +191,19 @@ def repair(store_dir=None, out=None, err=None) -> int:
             fresh.put(record)
         except RecordError:
             rejected += 1
+    forgotten = 0
+    if (jobs_dir(directory) / "cache.db").is_file():  # a lost result's finished job would block its rerun
+        try:
+            queue = JobQueue.for_store(directory)
+            for job in queue.jobs():
+                if job["state"] == "done" and not fresh.has(job["id"]):
+                    queue.forget(job["id"])
+                    forgotten += 1
+        except ValueError:
+            pass
     print(f"moved the damaged database to {broken}; recovered {len(records) - rejected} result(s) into a new "
           f"cache.db" + (f", {rejected} failed the schema and were left out" if rejected else "")
+          + (f"; forgot {forgotten} finished job(s) whose result was lost, so they can run again" if forgotten else "")
           + "; results that cannot be read are lost: re-import their bundles (python -m lthvp import BUNDLE)", file=out)
     return 0
 
