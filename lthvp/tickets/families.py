@@ -78,10 +78,12 @@ class TicketFamily:
         """What a user can run: ``{'ticket': levels, 'random': levels, 'remaining': {level: fraction}}``
         (IMP levels' remaining fraction of all prunable weights); empty lists when nothing is built."""
         try:
-            out = {arm: self.levels(arm) for arm in ARM_KEYS}
+            info = self.info  # read once: the page asks this of every family on every rerun
         except (OSError, ValueError):
             return {"ticket": [], "random": [], "remaining": {}}
-        out["remaining"] = {lv: ((self.entry(lv).get("remaining") or {}).get("all_prunable", 0.8 ** lv))
+        rows = {arm: info.get(key) or {} for arm, key in ARM_KEYS.items()}
+        out = {arm: sorted(int(lv) for lv in rows[arm] if self.level_path(int(lv), arm).exists()) for arm in ARM_KEYS}
+        out["remaining"] = {lv: (rows["ticket"][str(lv)].get("remaining") or {}).get("all_prunable", 0.8 ** lv)
                             for lv in out["ticket"]}
         return out
 

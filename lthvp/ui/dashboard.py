@@ -1,6 +1,6 @@
 """Helpers shared by the Streamlit pages: store/queue handles, cached tables, store seeding,
-starting a worker. The Streamlit-free parts (``start_worker``, ``family_levels``, ``favicon``)
-are importable without a running app."""
+starting a worker. The Streamlit-free parts (``start_worker``, ``family_levels``) are importable
+without a running app."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from lthvp.compute import jobs as J
 from lthvp.compute.jobs import JobQueue
 from lthvp.paths import BUNDLE_DIR, REPO_ROOT, default_store_dir  # noqa: F401  (pages read db.BUNDLE_DIR)
 from lthvp.results.presets import get_preset
-from lthvp.ui.linked_widgets import linked  # noqa: F401  (pages call db.linked)
 from lthvp.results.store import ResultStore, open_seeded_store
+from lthvp.ui.linked_widgets import linked  # noqa: F401  (pages call db.linked)
+
 SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "map", "lp"]
 
