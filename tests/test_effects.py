@@ -241,9 +241,9 @@ def test_cli_json_matches_scipy_on_bundle(capsys):
     assert len(rows) > 20 and all(keys <= set(r) for r in rows)
     acc = {}
     for rec in read_bundle(BUNDLE):
-        c = rec["config"]
+        c = rec.config
         if c["method"] == "vp" and c["arm"] == "ticket":
-            acc[(str(c["shots"]), c["level"], c["seed"])] = rec["metrics"]["accuracy"]
+            acc[(str(c["shots"]), c["level"], c["seed"])] = rec.metrics["accuracy"]
     ps = {}
     for sh in ("1", "2", "5", "10", "full"):
         seeds = sorted(s for (x, lv, s) in acc if x == sh and lv == 8)
@@ -259,3 +259,27 @@ def test_cli_json_matches_scipy_on_bundle(capsys):
     assert (row["estimate"], row["ci_low"], row["ci_high"], row["p"]) == pytest.approx((est, lo, hi, p), rel=1e-9)
     assert row["p_holm"] == pytest.approx(ph["5"], rel=1e-9)
     assert (row["n_families"], row["n_runs"], row["unit"]) == (1, 2 * n, "seed")
+
+
+def test_slope_per_replicate_matches_polyfit_and_skips_one_level_groups():
+    from lthvp.analysis.effects import slope_per_replicate
+
+    rng = np.random.default_rng(3)
+    rows = [dict(family=f, seed=s, halvings=h, accuracy=rng.normal()) for f in (0, 1) for s in (0, 1, 2)
+            for h in ((0.0, 0.64, 1.29, 2.58) if (f, s) != (1, 2) else (0.64, 0.64))]
+    got = slope_per_replicate(pd.DataFrame(rows), "accuracy")
+    by_group = pd.DataFrame(rows).groupby(["family", "seed"])
+    want = {k: np.polyfit(g["halvings"], g["accuracy"], 1)[0] for k, g in by_group if g["halvings"].nunique() > 1}
+    assert sorted(got.index) == sorted(want) and (1, 2) not in got.index
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-12)
+
+
+def test_main_protocol_keeps_the_most_common_protocol_per_method_and_shots():
+    from lthvp.analysis.effects import main_protocol
+
+    rows = ([dict(method="vp", shots="5", lr=0.1, epochs=None)] * 3 + [dict(method="vp", shots="5", lr=1.0, epochs=None)]
+            + [dict(method="vp", shots="full", lr=1.0, epochs=None)] * 2 + [dict(method="vp", shots="full", lr=1.0, epochs=5)]
+            + [dict(method="lp", shots="5", lr=0.01, epochs=None), dict(method="lp", shots="5", lr=0.02, epochs=None)])
+    kept = main_protocol(pd.DataFrame(rows))
+    assert kept.index.tolist() == [0, 1, 2, 4, 5, 7]  # vp 5-shot lr 0.1; vp full without epochs; lp tie: first seen
