@@ -3,6 +3,7 @@
 import streamlit as st
 
 from lthvp.ui import app_frame
+from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots, reliability_plots
 
@@ -35,8 +36,7 @@ if missing and panels:
     st.info(f"No {' or '.join(missing)} run is stored for level L{level} at this shot count and seed; "
             "only the stored method is shown.")
 if panels:
-    st.plotly_chart(reliability_plots.reliability_figure(panels), key="vp_lp",
-        theme=db.chart_theme(), config=db.plot_config("vp_lp"))
+    charts.show(reliability_plots.reliability_figure(panels), "vp_lp")
     cols = st.columns(len(panels))
     for col, (label, rec) in zip(cols, panels):
         m = rec["metrics"]
@@ -63,8 +63,7 @@ pair = [(("dense " if r["config"]["level"] == 0 else "") + plots.record_label(r)
 if len(pair) == 2 and pair[0][1]["hash"] == pair[1][1]["hash"]:
     pair = pair[:1]
 if pair:
-    st.plotly_chart(reliability_plots.reliability_figure(pair), key="dense_sparse", theme=db.chart_theme(),
-        config=db.plot_config("dense_sparse"))
+    charts.show(reliability_plots.reliability_figure(pair), "dense_sparse")
 st.caption("Bars: accuracy per confidence bin (15 equal-width bins, top-label); red: gap to the bin's mean "
            "confidence (above the bar = over-confident); grey: share of test samples per bin. The ECE on each "
            "panel is computed from the drawn bin table and equals the stored number.")
@@ -72,5 +71,4 @@ st.caption("Bars: accuracy per confidence bin (15 equal-width bins, top-label); 
 st.subheader("Calibration across levels (mean over seeds, 95% CI)")
 metric = st.radio("Metric", ["ece", "mce", "nll", "brier"], key="cal_metric", bind="query-params", horizontal=True)
 all_seeds = df[(df["dataset"] == ds) & (df["shots"] == shot) & (df["arm"] == "ticket")]
-st.plotly_chart(plots.calibration_shift_figure(all_seeds, metric), key="shift", theme=db.chart_theme(),
-    config=db.plot_config("shift"))
+charts.show(plots.calibration_shift_figure(all_seeds, metric), "shift")

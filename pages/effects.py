@@ -6,6 +6,7 @@ import streamlit as st
 from lthvp.analysis import effects as E
 from lthvp.analysis.report import shots_label, shots_order
 from lthvp.ui import app_frame
+from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui.effect_plots import forest_figure
 
@@ -52,32 +53,28 @@ if not vp_map.empty:
     say(vp_map, "Does the prompt itself help on the dense model? (VP - mapping only, L0)")
 
 st.subheader(f"Level L{level} vs dense L0")
-st.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"{metric}: L{level} - L0", metric),
-                key="forest_level", theme=db.chart_theme(), config=db.plot_config("forest_level"))
+at_level = table[table["contrast"] == f"L{level}-L0"]
+charts.show(forest_figure(at_level, f"{metric}: L{level} - L0", metric), "forest_level")
 left, right = st.columns(2)
-left.plotly_chart(forest_figure(table[table["contrast"].isin(["slope", "vp-lp_slope"])],
-                                f"{metric}: slope per halving, VP vs LP", metric), key="forest_slope",
-                                    theme=db.chart_theme(),
-                                    config=db.plot_config("forest_slope"))
+slopes_both = table[table["contrast"].isin(["slope", "vp-lp_slope"])]
+charts.show(forest_figure(slopes_both, f"{metric}: slope per halving, VP vs LP", metric), "forest_slope", where=left)
 arms = table[table["contrast"].isin([f"imp-random_L{level}", f"vp-map_L{level}"])]
 if arms.empty:
     right.info(f"No random-arm or mapping-only runs pair with L{level}.")
 else:
-    right.plotly_chart(forest_figure(arms, f"{metric}: IMP - random and VP - mapping only at L{level}", metric),
-                       key="forest_arms", theme=db.chart_theme(), config=db.plot_config("forest_arms"))
+    charts.show(forest_figure(arms, f"{metric}: IMP - random and VP - mapping only at L{level}", metric),
+                "forest_arms", where=right)
 
 if metric in ("ece", "nll", "brier", "mce"):
     st.subheader("Raw vs temperature-scaled calibration")
-    scaled = E.effects(df, f"ts_{metric}", ds) if f"ts_{metric}" in E.METRICS else table.iloc[0:0]
+    scaled = db.effects_table(f"ts_{metric}", ds)
     a, b = st.columns(2)
-    a.plotly_chart(forest_figure(table[table["contrast"] == f"L{level}-L0"], f"raw {metric}: L{level} - L0", metric),
-                   key="raw_cal", theme=db.chart_theme(), config=db.plot_config("raw_cal"))
+    charts.show(forest_figure(at_level, f"raw {metric}: L{level} - L0", metric), "raw_cal", where=a)
     if scaled.empty:
         b.info("No temperature-scaled metrics in these records (older bundles): unavailable, not zero.")
     else:
-        b.plotly_chart(forest_figure(scaled[scaled["contrast"] == f"L{level}-L0"],
-                                     f"temperature-scaled {metric}: L{level} - L0", f"ts_{metric}"),
-                       key="ts_cal", theme=db.chart_theme(), config=db.plot_config("ts_cal"))
+        charts.show(forest_figure(scaled[scaled["contrast"] == f"L{level}-L0"],
+                                  f"temperature-scaled {metric}: L{level} - L0", f"ts_{metric}"), "ts_cal", where=b)
 
 st.subheader("All contrasts")
 st.dataframe(table, hide_index=True)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from lthvp.ui import app_frame
+from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots
 
@@ -31,8 +32,7 @@ left, right = st.columns(2)
 ds = db.dataset_select(df, left)
 shots = db.shot_select(df[df["dataset"] == ds], right)
 
-st.plotly_chart(plots.headline_figure(df, ds, shots), key="headline",
-    theme=db.chart_theme(), config=db.plot_config("headline"))
+charts.show(plots.headline_figure(df, ds, shots), "headline")
 st.caption("Mean over seeds with a 95% t-interval band (no band for a single seed). Dashed: random pruning "
            "at the same sparsity. Remaining weights count all prunable weights (conv + linear).")
 

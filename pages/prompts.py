@@ -6,6 +6,7 @@ import streamlit as st
 
 from lthvp.data.catalog import SOURCE_CLASSES
 from lthvp.ui import app_frame
+from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots, prompt_plots
 
@@ -61,8 +62,7 @@ def moved(rec) -> str:
 if records:
     items = [(f"L{r['config']['level']} {100 * r['remaining_fraction']:.1f}% · acc "
               f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r)) for r in records]
-    st.plotly_chart(prompt_plots.image_grid(items, cols=5), key="prompts",
-        theme=db.chart_theme(), config=db.plot_config("prompts"))
+    charts.show(prompt_plots.image_grid(items, cols=5), "prompts")
     st.caption("The trainable border (sigmoid of the program) on the model's input canvas; the image area is "
                f"shown black. Same seed and shots, one ticket per level. Display: {prompt_plots.PROMPT_VIEWS[view]}. "
                "'moved' is the mean |prompt - grey| over the border.")
@@ -76,10 +76,9 @@ shots_all = plots.shots_order(part["shots"].unique())
 by_shot = [r for r in (db.find_record(part, level=lv_shots, shots=s, seed=seed) or db.find_record(part, level=lv_shots, shots=s)
                        for s in shots_all) if r is not None and r.get("prompt_png")]
 if by_shot:
-    st.plotly_chart(prompt_plots.image_grid([(f"{plots.shots_label(r['config']['shots'])} · acc "
-                                              f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r))
-                                             for r in by_shot], cols=5), key="prompts_shots", theme=db.chart_theme(),
-                                                 config=db.plot_config("prompts_shots"))
+    charts.show(prompt_plots.image_grid([(f"{plots.shots_label(r['config']['shots'])} · acc "
+                                         f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r))
+                                        for r in by_shot], cols=5), "prompts_shots")
 
 st.subheader("The prompt applied to target images")
 level_opts = [r["config"]["level"] for r in records] or levels_all
@@ -100,8 +99,7 @@ def show_applied(rec):
     except ValueError as err:  # a bundle's prompt that does not fit its own config
         st.warning(f"This run's prompt cannot be applied: {err}.")
         return
-    st.plotly_chart(prompt_plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6),
-                    key="applied", theme=db.chart_theme(), config=db.plot_config("applied"))
+    charts.show(prompt_plots.image_grid([(f"target: {lab}", img) for lab, img in zip(labels, composed)], cols=6), "applied")
     st.caption(f"Test images resized to {rec['config']['image_size']}px, zero-padded into the "
                f"{prompt.shape[0]}px canvas, plus the learned border: what the frozen model sees "
                "(before normalisation).")
@@ -116,8 +114,6 @@ table = prompt_plots.mapping_table([db.find_record(sel, level=lv) for lv in leve
 if not table.empty:
     st.dataframe(table, width="stretch")
 if rec is not None and rec.get("mapping_history"):
-    st.plotly_chart(prompt_plots.mapping_history_figure(rec, source_classes), key="mapping_history",
-        theme=db.chart_theme(),
-        config=db.plot_config("mapping_history"))
+    charts.show(prompt_plots.mapping_history_figure(rec, source_classes), "mapping_history")
     st.caption(f"ILM recomputes the mapping at the start of every epoch (level L{level}); a colour change along a "
                "row is a reassignment.")

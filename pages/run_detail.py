@@ -6,6 +6,7 @@ import streamlit as st
 
 from lthvp.analysis.effects import family_keys
 from lthvp.ui import app_frame
+from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots, prompt_plots, reliability_plots
 
@@ -64,20 +65,16 @@ if dense is not None and dense["hash"] != key:
                 f"(this run {100 * d:+.2f} points); [open it](?hash={dense['hash']})")
 
 left, right = st.columns(2)
-left.plotly_chart(prompt_plots.curves_figure(rec), key="curves",
-    theme=db.chart_theme(), config=db.plot_config("curves"))
+charts.show(prompt_plots.curves_figure(rec), "curves", where=left)
 left.caption(f"Chosen epoch (round): {rec.get('best_epoch')} — by validation accuracy, ties by validation NLL; "
              f"validation images: {rec.get('n_val')}; training images: {rec.get('n_train')}; steps: {rec.get('steps')}.")
-right.plotly_chart(reliability_plots.reliability_figure([(plots.record_label(rec), rec)], height=360), key="rel",
-    theme=db.chart_theme(),
-    config=db.plot_config("rel"))
+charts.show(reliability_plots.reliability_figure([(plots.record_label(rec), rec)], height=360), "rel", where=right)
 
 if rec.get("prompt_png"):
     st.subheader("Prompt")
     prompt = prompt_plots.decode_png(rec["prompt_png"])
-    st.plotly_chart(prompt_plots.image_grid([(view, prompt_plots.prompt_view(prompt, view))
-                                             for view in prompt_plots.PROMPT_VIEWS], cols=3, scale=6),
-                    key="prompt", theme=db.chart_theme(), config=db.plot_config("prompt"))
+    charts.show(prompt_plots.image_grid([(view, prompt_plots.prompt_view(prompt, view))
+                                        for view in prompt_plots.PROMPT_VIEWS], cols=3, scale=6), "prompt")
     if rec.get("prompt_shift") is not None:
         st.caption(f"Mean distance of the border from its grey start: {255 * rec['prompt_shift']:.1f}/255.")
 if rec.get("mapping"):

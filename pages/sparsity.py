@@ -4,6 +4,7 @@ import streamlit as st
 
 from lthvp.analysis import report
 from lthvp.ui import app_frame
+from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots
 
@@ -59,8 +60,7 @@ if view != "absolute":
         st.caption(f"{dropped} run(s) without a partner are left out.")
 title = f"{ds}: {label} vs remaining weights" if view == "absolute" else f"{ds}: {report.VIEWS[view]}"
 fig = plots.sparsity_figure(sel, metric, by=by, title=title, value=value, runs=runs)
-event = st.plotly_chart(fig, key="curves", theme=db.chart_theme(),
-    config=db.plot_config("curves"), on_select="rerun", selection_mode="points")
+event = charts.show(fig, "curves", on_select="rerun", selection_mode="points")
 clicked = [p["customdata"][0] for p in (event.selection.points if event else [])
            if isinstance(p.get("customdata"), list) and db.is_hash(p["customdata"][0])]
 if clicked:

@@ -219,6 +219,26 @@ def test_a_chart_point_opens_its_run_page(server, browser):
     page.close()
 
 
+def test_a_chart_downloads_as_png(server, browser):
+    """Overview: the PNG button under the headline chart renders the figure on click (kaleido + Chromium
+    on the server) and the browser receives a real PNG of the fixed export width."""
+    import struct
+
+    url, _, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.goto(f"{url}/")
+    settle(page)
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_test_id("stDownloadButton").get_by_role("button", name="PNG").first.click()
+    download = info.value
+    assert download.suggested_filename == "lthvp_headline.png"
+    data = Path(download.path()).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width = struct.unpack(">I", data[16:20])[0]  # IHDR: width at 2x scale
+    assert width == 2400, width
+    page.close()
+
+
 def test_no_request_leaves_the_app_and_no_console_error(server, browser):
     """Offline server: every page loads only from the app's own origin, and the console stays clean.
     Allowed: Streamlit's own first probe of ``/<page>/_stcore/...`` on a deep link, which 404s before

@@ -226,3 +226,43 @@ def test_mapping_history_labels_cells_only_while_readable():
     fig = prompt_plots.mapping_history_figure(long, names)
     assert fig.data[0].texttemplate is None and "%{text}" in fig.data[0].hovertemplate
     assert list(fig.layout.xaxis.tickvals) == ["epoch 1", "epoch 6", "epoch 11", "epoch 16", "epoch 21"]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    import struct
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.slow  # starts the system Chromium through kaleido
+def test_png_export_fixed_width_and_page_figure_untouched():
+    from lthvp.ui import charts
+
+    fig = plots.sparsity_figure(pd.DataFrame(columns=["level"]), "accuracy")
+    assert charts.png_missing() is None
+    width, _ = _png_size(charts.png_bytes(fig))
+    assert width == charts.PNG_WIDTH * charts.PNG_SCALE
+    assert fig.layout.width is None  # the chart on the page still fills its column
+
+
+@pytest.mark.slow  # kaleido + Chromium, the whole study's figures from the v1 fixture bundle
+def test_figures_command_regenerates_pngs_tables_and_findings(tmp_path):
+    from pathlib import Path
+
+    from lthvp.ui.figures import update_readme, write_figures
+
+    bundle = Path(__file__).parent / "fixtures" / "mini_digits_v1.zip"
+    written = write_figures(bundle, tmp_path / "figures")
+    names = {p.name for p in written}
+    assert {"accuracy_vs_sparsity.png", "reliability_dense_vs_sparse.png", "prompts_across_levels.png",
+            "effects_forest.png", "tables.md", "findings.md", "effects_accuracy.csv"} <= names
+    for path in written:
+        if path.suffix == ".png":
+            assert _png_size(path.read_bytes())[0] > 500, path.name
+    findings = (tmp_path / "figures" / "findings.md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- findings:start -->\nold\n<!-- findings:end -->\noutro\n")
+    assert update_readme(readme, findings)
+    text = readme.read_text()
+    assert "old" not in text and findings in text and text.endswith("outro\n")

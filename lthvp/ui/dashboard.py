@@ -23,18 +23,6 @@ SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "map", "lp"]
 
 
-def chart_theme() -> str | None:
-    """Charts keep their own light styling (theme=None) unless the viewer's browser is dark; then
-    Streamlit's theme-aware template redraws their background and text (explicit colours stay)."""
-    theme = getattr(_st().context, "theme", None)
-    return "streamlit" if getattr(theme, "type", None) == "dark" else None
-
-
-def plot_config(name: str) -> dict:
-    """Every chart's toolbar: the camera button saves an SVG (vector, for papers) named after the chart."""
-    return {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": f"lthvp_{name}", "scale": 2}}
-
-
 def is_hash(value) -> bool:
     """A result hash (16 lowercase hex digits), e.g. from a chart point's customdata."""
     return isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdef" for c in value)

@@ -2,7 +2,7 @@
 
     python -m lthvp figures cache/mini_digits.zip --out docs/figures
 
-PNG export uses kaleido with the system Chromium (requirements-dev.txt); the tables are
+PNG export uses kaleido with the system Chromium (requirements.txt); the tables are
 markdown, mean ± std over seeds.
 """
 
@@ -67,7 +67,7 @@ def study_tables(records: list[dict], dataset: str = "digits") -> str:
 def write_figures(bundle: Path, out: Path, dataset: str = "digits", scale: float = 1.5) -> list[Path]:
     import kaleido
 
-    records = read_bundle(bundle)
+    records = [r.to_json() for r in read_bundle(bundle)]  # the figures read records as the pages do: JSON
     out.mkdir(parents=True, exist_ok=True)
     written = []
     kaleido.start_sync_server()  # one browser for all figures
