@@ -14,6 +14,7 @@ import numpy as np
 from lthvp.results.config import RunConfig
 from lthvp.results.metrics import evaluate
 from lthvp.results.presets import resolve
+from lthvp.results.run_record import RunRecord
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "cache" / "mini_digits.zip"
@@ -29,7 +30,8 @@ def png_b64(seed=0, size=16):
 
 
 def make_record(seed=0, method="vp", level=0, with_prompt=True, **config):
-    """A schema-valid record with random predictions; ``config`` sets other RunConfig fields."""
+    """A schema-valid record with random predictions, in the JSON form the store keeps (every
+    RunRecord field, None where absent); ``config`` sets other RunConfig fields."""
     cfg = resolve(RunConfig(**{"shots": 5, **config, "method": method, "level": level, "seed": seed}))
     rng = np.random.default_rng(seed)
     probs = rng.dirichlet(np.ones(10), size=40)
@@ -43,7 +45,7 @@ def make_record(seed=0, method="vp", level=0, with_prompt=True, **config):
               "timings": {"total_seconds": 1.5}, "provenance": {"created": "2024-01-01T00:00:00+00:00"}}
     if with_prompt and method == "vp":
         record["prompt_png"] = png_b64(seed)
-    return record
+    return RunRecord(**record).to_json()
 
 
 def bundle_members(record):

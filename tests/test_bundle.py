@@ -30,7 +30,7 @@ def expected_cells() -> set[str]:
 def records():
     if not BUNDLE.exists():
         pytest.fail(f"the shipped bundle {BUNDLE} is missing: run scripts/regenerate_mini_bundle.sh")
-    return {r["hash"]: r for r in read_bundle(BUNDLE)}
+    return {r.hash: r.to_json() for r in read_bundle(BUNDLE)}
 
 
 def test_bundle_covers_every_cell(records):

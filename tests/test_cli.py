@@ -72,7 +72,7 @@ def test_export_import_cli(tmp_path, capsys):
     assert main(["import", str(bundle), "--store", str(tmp_path / "dst")]) == 0
     assert "2 added" in capsys.readouterr().out
     dst = ResultStore(tmp_path / "dst")
-    shipped = {r["hash"] for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")}  # seeded on first open
+    shipped = {r.hash for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")}  # seeded on first open
     assert set(dst.hashes()) == shipped | {r["hash"] for r in records}
     assert main(["export", str(tmp_path / "lp.zip"), "--store", str(src.directory), "--dataset", "digits"]) == 0
     capsys.readouterr()
@@ -110,8 +110,8 @@ def test_cli_serves_a_shipped_cell_from_a_fresh_store(tmp_path, capsys):
     from lthvp.commands.cli import main
     from lthvp.results.store import read_bundle
 
-    rec = next(r for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")
-               if r["config"]["method"] == "vp" and r["config"]["level"] == 4 and str(r["config"]["shots"]) == "2")
+    rec = next(r.to_json() for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")
+               if r.config["method"] == "vp" and r.config["level"] == 4 and str(r.config["shots"]) == "2")
     c = rec["config"]
     code = main(["run", "--family", "legacy", "--method", "vp", "--level", "4", "--shots", "2", "--seed",
                  str(c["seed"]), "--epochs", str(c["epochs"]), "--json", "--quiet", "--store", str(tmp_path / "s")])

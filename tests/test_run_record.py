@@ -9,7 +9,8 @@ import pytest
 
 from helpers import make_record
 from lthvp.results.record_schema import FIELDS, RecordError
-from lthvp.results.run_record import AdaptOutcome, RunRecord
+from lthvp.adapt.outcome import AdaptOutcome
+from lthvp.results.run_record import RunRecord
 
 
 def test_record_fields_are_the_schema_fields():

@@ -64,7 +64,7 @@ def cmd_effects(args) -> int:
     from lthvp.results.store import flat_row, read_bundle
 
     if args.bundle:
-        table = pd.DataFrame([flat_row(r) for r in read_bundle(args.bundle)])
+        table = pd.DataFrame([flat_row(r.to_json()) for r in read_bundle(args.bundle)])
     else:
         table = open_store(args).table()
     out = effects(table, args.metric, args.dataset)

@@ -19,6 +19,7 @@ import time
 from lthvp.compute.dask_sweep import one_line, task_failure
 from lthvp.compute.jobs import CANCELLED, DONE, FAILED, JobCancelled, JobQueue
 from lthvp.results.config import RunConfig
+from lthvp.results.run_record import RunRecord
 
 PROGRESS_TOPIC = "lthvp-progress"
 
@@ -118,7 +119,7 @@ class DaskQueueDrain:
                 error = task_failure(future, result, jid)
                 if error is None and not self.store.has(jid):
                     try:
-                        self.store.put(result)
+                        self.store.put(RunRecord.from_json(result))  # the worker's JSON, validated
                     except (TypeError, ValueError) as err:
                         error = f"not stored: {one_line(err)}"
                 state = FAILED if error else DONE

@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 from lthvp.results.config import RunConfig
+from lthvp.results.run_record import RunRecord
 
 TASK_RETRIES = 2
 
@@ -202,7 +203,7 @@ def dask_sweep(configs: Iterable[RunConfig], store, address: str, progress: bool
                     report.skipped += 1
                 else:
                     try:
-                        store.put(result)
+                        store.put(RunRecord.from_json(result))  # the worker's JSON, validated
                         report.done += 1
                     except (TypeError, ValueError) as err:  # not plain JSON (e.g. NaN): report, go on
                         message = f"not stored: {one_line(err)}"

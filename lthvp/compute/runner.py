@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lthvp.adapt.outcome import AdaptOutcome
 from lthvp.adapt.probing import FeatureCache, LPSettings, extract_features, train_linear_head
 from lthvp.adapt.prompting import PadPrompt, VPSettings, train_vp
 from lthvp.data.datasets import Split, TargetData, load_dataset, resize, sample_fewshot_val, sample_shots
@@ -26,7 +27,7 @@ from lthvp.results.metrics import evaluate
 from lthvp.results.predictions import encode_probs
 from lthvp.results.presets import Preset, get_preset, resolve
 from lthvp.results.provenance import provenance
-from lthvp.results.run_record import AdaptOutcome, RunRecord
+from lthvp.results.run_record import RunRecord
 from lthvp.tickets.families import TicketFamily, family_dir
 from lthvp.tickets.models import freeze, model_spec, to_device
 from lthvp.tickets.sparsity import assert_masked, remaining_fraction, sparsity_report
@@ -174,7 +175,7 @@ def run(config: RunConfig, store=None, progress: Progress | None = None, force: 
         mapping_history=out.mapping_history, prompt_png=out.prompt_png, prompt_shift=out.prompt_shift,
         steps=out.steps, timings={"total_seconds": round(time.time() - t0, 3), **out.timings},
         provenance=provenance(str(device)),
-    ).to_json()
+    )
     if store is not None:
         store.put(record)
-    return RunResult(record)
+    return RunResult(record.to_json())

@@ -1,35 +1,17 @@
-"""Typed results: what an adapter (VP, mapping-only, LP) hands back, and the stored record.
+"""The stored result, typed: ``RunRecord`` names the record's fields once, here.
 
-``AdaptOutcome`` is the one outcome type of every adapter; ``RunRecord`` is the stored document
-with its fields named once, here. ``to_json`` gives the plain-JSON dict the store, bundles and
-the Dask workers exchange; ``from_json`` validates such a dict with :mod:`lthvp.results.record_schema`
-(types, ranges, sizes) before it becomes a record, so a RunRecord is always a valid one.
+The runner builds one, the store writes one (``ResultStore.put``), a bundle reads as a list of
+them (``read_bundle``). ``to_json`` gives the plain-JSON dict that crosses process boundaries
+(Dask workers, bundle members, the store's values); ``from_json`` validates such a dict with
+:mod:`lthvp.results.record_schema` (types, ranges, sizes), so a RunRecord read from anywhere is a
+valid one. Importable without torch (the pages use it).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
-import torch
+from dataclasses import asdict, dataclass
 
 from lthvp.results.record_schema import FIELDS, validate_record
-
-
-@dataclass
-class AdaptOutcome:
-    """A finished adaptation: class probabilities on validation and test (N, classes), the round
-    chosen on validation, the per-round curves, and what only VP produces."""
-
-    test_probs: torch.Tensor
-    val_probs: torch.Tensor
-    best_epoch: int | None
-    curves: list[dict]
-    timings: dict = field(default_factory=dict)  # seconds of named phases (e.g. feature extraction)
-    mapping: list[int] | None = None  # VP: target class -> source class
-    mapping_history: list[list[int]] | None = None  # VP: the mapping at every round
-    prompt_png: str | None = None  # VP: the learned border, base64 PNG
-    prompt_shift: float | None = None  # VP: mean |prompt - grey start| over the border, 0..0.5
-    steps: int | None = None  # optimizer steps taken
 
 
 @dataclass(frozen=True)

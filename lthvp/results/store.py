@@ -4,7 +4,8 @@ Values are JSON strings, so the store never unpickles anything. Each result is k
 the full record under ``result:<hash>`` and a small flat row under ``row:<hash>`` so pages can
 build their tables without reading prompts, curves and bin tables. ``version`` increments on
 every write; readers cache on it. Every record is checked by :mod:`lthvp.results.record_schema` before it
-is written (``put`` and bundle import alike); docs/RELIABILITY.md lists the limits.
+is written (``put`` and bundle import alike); docs/RELIABILITY.md lists the limits. What is
+written is a :class:`RunRecord`'s JSON form: every field, null where a run has none.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pandas as pd
 
 from lthvp.results.disk_cache import open_cache
 from lthvp.results.provenance import now_iso, provenance
-from lthvp.results.record_schema import RecordError, flat_row, stored_problem, validate_record  # noqa: F401 (re-exported)
+from lthvp.results.record_schema import RecordError, flat_row, stored_problem  # noqa: F401 (re-exported)
+from lthvp.results.run_record import RunRecord
 
 BUNDLE_FORMAT = "lthvp-bundle"
 BUNDLE_VERSION = 1
@@ -54,15 +56,18 @@ class ResultStore:
         self.cache = open_cache(directory, "the store path", lambda reason: _unreadable(self.directory, reason))
 
     # results -----------------------------------------------------------------------------
-    def put(self, record: dict) -> None:
-        """Validate one finished result, then write record + row + version bump in one transaction."""
-        self._write([validate_record(record)])
+    def put(self, record: RunRecord | dict) -> None:
+        """Validate one finished result (a RunRecord, or its JSON form from a worker), then write
+        record + row + version bump in one transaction."""
+        document = record.to_json() if isinstance(record, RunRecord) else record
+        self._write([RunRecord.from_json(document)])
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, records: list[RunRecord]) -> None:
         with self.cache.transact():
             for record in records:
-                self.cache.set(f"result:{record['hash']}", json.dumps(record, allow_nan=False))
-                self.cache.set(f"row:{record['hash']}", json.dumps(flat_row(record), allow_nan=False))
+                document = record.to_json()
+                self.cache.set(f"result:{record.hash}", json.dumps(document, allow_nan=False))
+                self.cache.set(f"row:{record.hash}", json.dumps(flat_row(document), allow_nan=False))
             if records:
                 self.cache.incr("version", default=0)
 
@@ -152,11 +157,11 @@ class ResultStore:
 
     def import_bundle_report(self, path: str | os.PathLike) -> "ImportReport":
         records = read_bundle(path)
-        stored = {r["hash"] for r in records if self.has(r["hash"])}
-        new = [r for r in records if r["hash"] not in stored]
+        stored = {r.hash for r in records if self.has(r.hash)}
+        new = [r for r in records if r.hash not in stored]
         self._write(new)
-        return ImportReport(added=[r["hash"] for r in new], skipped=[r["hash"] for r in records if r["hash"] in stored],
-                            configs={r["hash"]: (r["config"], r["metrics"]) for r in records})
+        return ImportReport(added=[r.hash for r in new], skipped=[r.hash for r in records if r.hash in stored],
+                            configs={r.hash: (r.config, r.metrics) for r in records})
 
 
 @dataclass
@@ -234,7 +239,7 @@ class _Reader:
             raise BundleError(f"malformed JSON in {info.filename}: {err}") from None
 
 
-def read_bundle(path: str | os.PathLike) -> list[dict]:
+def read_bundle(path: str | os.PathLike) -> list[RunRecord]:
     """Parse and validate every member of a bundle; raises BundleError on the first problem."""
     path = Path(path)
     if not path.is_file():
@@ -276,10 +281,10 @@ def read_bundle(path: str | os.PathLike) -> list[dict]:
                     raise BundleError(f"{n}: field 'prompt': {str(prompt)[:80]!r} is not this result's PNG in the bundle")
                 record["prompt_png"] = base64.b64encode(reader.read(by_name[prompt])).decode()
             try:
-                records.append(validate_record(record, n))
+                records.append(RunRecord.from_json(record, n))
             except RecordError as err:
                 raise BundleError(str(err)) from None
-    hashes = [r["hash"] for r in records]
+    hashes = [r.hash for r in records]
     if len(hashes) != len(set(hashes)):
         raise BundleError("bundle lists a result twice")
     return records
