@@ -283,3 +283,19 @@ def test_main_protocol_keeps_the_most_common_protocol_per_method_and_shots():
             + [dict(method="lp", shots="5", lr=0.01, epochs=None), dict(method="lp", shots="5", lr=0.02, epochs=None)])
     kept = main_protocol(pd.DataFrame(rows))
     assert kept.index.tolist() == [0, 1, 2, 4, 5, 7]  # vp 5-shot lr 0.1; vp full without epochs; lp tie: first seen
+
+
+def test_findings_state_each_claim_with_its_verdict_and_prompt_movement():
+    from lthvp.analysis.findings import CLAIMS, findings_markdown
+
+    table = make_table(families=4, seeds=3, shots=("1", "full"))
+    table["prompt_shift"] = np.where(table["method"] == "vp", 0.1 + 0.01 * table["level"], np.nan)
+    text = findings_markdown(table, "d")
+    assert "4 ticket families" in text
+    for title, *_ in CLAIMS[:3]:
+        assert title in text
+    vp_lp = next(line for line in text.splitlines() if line.startswith("| Sparsity costs VP more than LP"))
+    estimate = float(vp_lp.split("|")[3].split()[0])
+    assert "**detected**" in vp_lp and -4.5 < estimate < -3.5  # true gap -0.04 per halving = -4 points
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "/255" not in line}
+    assert "25.5 (25.5-25.5)" in rows["1"] and "45.9 (45.9-45.9)" in rows["1"]  # 255 * 0.10 at L0, 255 * 0.18 at L8
