@@ -266,3 +266,16 @@ def test_figures_command_regenerates_pngs_tables_and_findings(tmp_path):
     assert update_readme(readme, findings)
     text = readme.read_text()
     assert "old" not in text and findings in text and text.endswith("outro\n")
+
+
+def test_study_figures_with_families_show_the_first_family_and_aggregate_over_families():
+    from helpers import make_record
+    from lthvp.ui import figures
+
+    recs = [make_record(seed, method=m, level=lv, family=fam, shots="full", dataset="digits")
+            for fam in (0, 1) for seed in (0, 1) for m in ("vp", "map", "lp") for lv in (0, 2)]
+    figs = figures.study_figures(recs)
+    assert "family 0, seed 0" in figs["prompts_across_levels"].layout.title.text
+    assert len(figs["prompts_across_levels"].data) == 2  # one border per VP level
+    tables = figures.study_tables(recs)
+    assert "mean ± std over ticket families" in tables and "mapping only" in tables

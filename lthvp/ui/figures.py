@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from lthvp.analysis import report
+from lthvp.analysis.report import shots_label, shots_order
 from lthvp.analysis.effects import effects
 from lthvp.analysis.findings import findings_markdown
 from lthvp.results.store import flat_row, read_bundle
@@ -27,40 +28,55 @@ def bundle_frame(records: list[dict]) -> pd.DataFrame:
 def pick(records: list[dict], **config) -> dict:
     """The one record whose config matches ``config`` (shots compared as strings)."""
     want = {k: str(v) for k, v in config.items()}
-    hits = [r for r in records if all(str(r["config"][k]) == v for k, v in want.items())]
+    hits = [r for r in records if all(str(r["config"].get(k)) == v for k, v in want.items())]
     if len(hits) != 1:
         raise ValueError(f"{len(hits)} records match {config}")
     return hits[0]
+
+
+def showcase(df: pd.DataFrame) -> dict:
+    """The replicate shown where a figure draws single runs (reliability panels, prompts): the
+    first ticket family (none for the legacy study) and its first seed."""
+    families = sorted({int(f) for f in df["family"].dropna()}) if "family" in df else []
+    return {"family": families[0] if families else None, "seed": int(df["seed"].min())}
 
 
 def study_figures(records: list[dict], dataset: str = "digits") -> dict[str, object]:
     """Named plotly figures of the study: curves, reliability panels, prompts across levels."""
     df = bundle_frame(records)
     df = df[df["dataset"] == dataset]
-    levels = sorted(df["level"].unique())
-    lo, hi = levels[0], levels[-1]
-    full = dict(dataset=dataset, shots="full", seed=0, arm="ticket")
+    vp_levels = sorted(df[(df["method"] == "vp") & (df["arm"] == "ticket")]["level"].unique())
+    lo, hi = vp_levels[0], vp_levels[-1]
+    one = showcase(df)
+    full = dict(dataset=dataset, shots="full", arm="ticket", **one)
+    which = (f"family {one['family']}, " if one["family"] is not None else "") + f"seed {one['seed']}"
     panels = [(f"{m.upper()} L{lv}", pick(records, method=m, level=lv, **full)) for m in ("vp", "lp") for lv in (lo, hi)]
-    prompts = [(f"L{lv}", prompt_plots.decode_png(pick(records, method="vp", level=lv, **full)["prompt_png"])) for lv in levels]
+    prompts = [(f"L{lv}", prompt_plots.decode_png(pick(records, method="vp", level=lv, **full)["prompt_png"]))
+               for lv in vp_levels]
     return {
         "accuracy_vs_sparsity": plots.sparsity_figure(df, "accuracy", by="method", title=f"{dataset}: accuracy"),
         "ece_vs_sparsity": plots.sparsity_figure(df, "ece", by="method", title=f"{dataset}: ECE"),
         "reliability_dense_vs_sparse": reliability_plots.reliability_figure(panels),
         "prompts_across_levels": prompt_plots.image_grid(prompts, cols=len(prompts), scale=4,
-                                                  title="learned VP border per level (full data, seed 0)"),
+                                                         title=f"learned VP border per level (full data, {which})"),
     }
 
 
 def study_tables(records: list[dict], dataset: str = "digits") -> str:
     df = bundle_frame(records)
+    families = df["family"].dropna().nunique() if "family" in df else 0
+    spread = ("mean ± std over ticket families; seeds averaged inside each family" if families > 1
+              else "mean ± std over seeds")
+    methods = [m for m in ("vp", "map", "lp") if (df["method"] == m).any()]
+    random_shots = ", ".join(shots_label(s) for s in shots_order(df[df["arm"] == "random"]["shots"]))
     parts = []
     for metric, label in (("accuracy", "Test accuracy (%)"), ("ece", "ECE (%)")):
-        for method in ("vp", "lp"):
-            parts.append(f"### {label}, {method.upper()}, {dataset} (mean ± std over seeds)\n\n"
+        for method in methods:
+            parts.append(f"### {label}, {plots.METHOD_NAMES[method]}, {dataset} ({spread})\n\n"
                          + report.markdown_table(df, metric, method, dataset=dataset))
-        parts.append(f"### {label}, random-pruning arm, full data\n\n"
-                     + "\n\n".join(f"{m.upper()}:\n\n" + report.markdown_table(df, metric, m, arm="random", dataset=dataset)
-                                   for m in ("vp", "lp")))
+        parts.append(f"### {label}, random-pruning arm ({random_shots})\n\n"
+                     + "\n\n".join(f"{plots.METHOD_NAMES[m]}:\n\n" + report.markdown_table(df, metric, m, arm="random", dataset=dataset)
+                                   for m in methods))
     return "\n\n".join(parts) + "\n"
 
 
