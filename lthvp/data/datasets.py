@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lthvp.data.catalog import FASHION_CLASSES  # noqa: F401  (re-exported)
+from lthvp.results.config import FULL
 
 SPLIT_SEED = 12345  # fixed: the train/val/test partition never depends on a run's seed
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -73,7 +74,7 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
 def sample_shots(labels: torch.Tensor | np.ndarray, shots: int | str, seed: int) -> np.ndarray:
     """Seeded, stratified choice of ``shots`` indices per class ('full' = every index)."""
     labels = np.asarray(labels)
-    if shots == "full":
+    if shots == FULL:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     chosen = []
