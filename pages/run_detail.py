@@ -4,7 +4,7 @@ reliability diagram, prompt and mapping; a searchable runs table opens any run (
 import pandas as pd
 import streamlit as st
 
-from lthvp.analysis.effects import family_keys
+from lthvp.analysis.pairing import family_keys
 from lthvp.ui import app_frame
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db

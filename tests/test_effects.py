@@ -299,3 +299,18 @@ def test_findings_state_each_claim_with_its_verdict_and_prompt_movement():
     assert "**detected**" in vp_lp and -4.5 < estimate < -3.5  # true gap -0.04 per halving = -4 points
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "/255" not in line}
     assert "25.5 (25.5-25.5)" in rows["1"] and "45.9 (45.9-45.9)" in rows["1"]  # 255 * 0.10 at L0, 255 * 0.18 at L8
+
+
+def test_family_keys_are_idempotent_and_the_pairing_is_shared_with_the_plots():
+    from lthvp.analysis.pairing import family_keys, minus_dense
+    from lthvp.analysis.report import paired_difference
+
+    keys = family_keys([0, 1.0, None, float("nan")])
+    assert keys == ["0", "1", "legacy", "legacy"] and family_keys(keys) == keys
+    table = make_table(families=2, seeds=2, shots=("1",), methods=("vp",), arms=("ticket",), levels=(0, 4))
+    table["dataset"] = "d"
+    drawn = paired_difference(table, "accuracy", "dense")
+    assert drawn.equals(minus_dense(table, "accuracy"))
+    tested = effects(table, "accuracy")
+    row = tested[(tested["contrast"] == "L4-L0") & (tested["method"] == "vp")].iloc[0]
+    assert row["estimate"] == pytest.approx(drawn[drawn["level"] == 4].groupby("family")["delta"].mean().mean())

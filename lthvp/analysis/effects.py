@@ -30,17 +30,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lthvp.analysis.pairing import LEGACY, family_keys, minus_dense
+
 METRICS = ("accuracy", "ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier")
 COLUMNS = ["metric", "method", "arm", "shots", "contrast", "estimate", "ci_low", "ci_high", "p", "p_perm", "p_holm",
            "n_families", "n_runs", "unit", "test_family"]
-LEGACY = "legacy"
 MAX_EXACT_FLIPS = 16
-
-
-def family_keys(values) -> list[str]:
-    """Family column as text: the source seed, or 'legacy' for the first single family."""
-    return [LEGACY if (f is None or f is pd.NA or (isinstance(f, float) and np.isnan(f))) else str(int(f))
-            for f in values]
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -143,13 +138,10 @@ def _wide(df: pd.DataFrame, metric: str, index: list[str], columns: str) -> pd.D
 
 
 def level_contrasts(df: pd.DataFrame, metric: str) -> list[dict]:
-    """Level L minus level 0 (the ticket arm's dense run) within (method, shots, family, seed); one
-    merge for all cells instead of an index alignment per cell."""
-    keys = ["method", "shots", "family", "seed"]
-    base = (df[(df["arm"] == "ticket") & (df["level"] == 0)][keys + [metric]]
-            .drop_duplicates(keys).rename(columns={metric: "_base"}))
-    pairs = df[df["level"] > 0].merge(base, on=keys, how="inner")
-    pairs = pairs.assign(d=pairs[metric] - pairs["_base"]).dropna(subset=["d"])
+    """Level L minus level 0 (the ticket arm's dense run) within (method, shots, family, seed);
+    the pairing is :func:`lthvp.analysis.pairing.minus_dense`, the one the dashboard draws."""
+    pairs = minus_dense(df, metric)
+    pairs = pairs[pairs["level"] > 0].rename(columns={"delta": "d"}).dropna(subset=["d"])
     return [_row(metric, method, arm, shots, f"L{level}-L0", g[["family", "seed", "d"]].reset_index(drop=True),
                  2 * len(g))
             for (method, arm, shots, level), g in pairs.groupby(["method", "arm", "shots", "level"])]

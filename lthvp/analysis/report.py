@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from lthvp.analysis.effects import family_keys  # noqa: E402  (pure; no circle: effects does not import report)
+from lthvp.analysis.pairing import family_keys, imp_minus_random, minus_dense
 
 GROUP_KEYS = ["dataset", "method", "shots", "arm", "level"]
 BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0), "nll": (0.0, np.inf), "brier": (0.0, 2.0)}
@@ -85,21 +85,8 @@ VIEWS = {"absolute": "the metric itself",
 
 
 def paired_difference(df: pd.DataFrame, metric: str, view: str) -> pd.DataFrame:
-    """The results table with a ``delta`` column: a paired difference per run (see VIEWS).
-
-    ``dense``: each run minus the level-0 ticket run of the same (dataset, family, seed, method,
-    shots); the random arm is compared with the same dense run. ``random``: each IMP run minus
-    the random-arm run of the same (dataset, family, seed, method, shots, level), as arm
-    ``imp-random``. Runs without their partner are left out (the caller reports how many)."""
+    """The results table with a ``delta`` column: a paired difference per run (see VIEWS and
+    :mod:`lthvp.analysis.pairing`). Runs without their partner are left out (the caller reports how many)."""
     if view not in ("dense", "random"):
         raise ValueError(f"view must be 'dense' or 'random', got {view!r}")
-    df = df.dropna(subset=[metric]).assign(fkey=lambda d: family_keys(d["family"]) if "family" in d else "legacy")
-    pair = ["dataset", "fkey", "seed", "method", "shots"]
-    if view == "dense":
-        base = df[(df["arm"] == "ticket") & (df["level"] == 0)].drop_duplicates(pair)
-        out = df.merge(base[pair + [metric]].rename(columns={metric: "_base"}), on=pair, how="inner")
-    else:
-        base = df[df["arm"] == "random"].drop_duplicates(pair + ["level"])
-        out = df[df["arm"] == "ticket"].merge(base[pair + ["level", metric]].rename(columns={metric: "_base"}),
-                                              on=pair + ["level"], how="inner").assign(arm="imp-random")
-    return out.assign(delta=out[metric] - out["_base"]).drop(columns=["_base", "fkey"])
+    return minus_dense(df, metric) if view == "dense" else imp_minus_random(df, metric)

@@ -153,7 +153,7 @@ def cmd_export(args) -> int:
     store = open_store(args)
     keys = None
     if args.preset or args.dataset or args.family:
-        from lthvp.analysis.effects import family_keys
+        from lthvp.analysis.pairing import family_keys
 
         table = store.table()
         if args.preset:

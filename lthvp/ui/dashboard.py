@@ -240,7 +240,7 @@ def results_or_stop() -> pd.DataFrame:
 
 def family_filter(df: pd.DataFrame) -> pd.DataFrame:
     """Sidebar choice of one ticket family, or all of them (aggregated with family as the unit)."""
-    from lthvp.analysis.effects import family_keys
+    from lthvp.analysis.pairing import family_keys
 
     keys = pd.Series(family_keys(df["family"]), index=df.index)
     fams = sorted(set(keys), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))

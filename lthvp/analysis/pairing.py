@@ -1,0 +1,46 @@
+"""How runs pair up: the replicate is (family, seed), where the seed fixes the shot sample, order
+and initialisation at every level and for every method. One place for the pairing that the
+effects (intervals, p) and the dashboard's difference views both use, so they cannot drift apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LEGACY = "legacy"
+
+
+def family_keys(values) -> list[str]:
+    """Family column as text: the source seed, or 'legacy' for the first single family.
+    Idempotent: keys already made pass through."""
+    return [f if isinstance(f, str) else
+            LEGACY if (f is None or f is pd.NA or (isinstance(f, float) and np.isnan(f))) else str(int(f))
+            for f in values]
+
+
+def _with_family_key(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    out = df.dropna(subset=[metric])
+    return out.assign(fkey=family_keys(out["family"]) if "family" in out else LEGACY)
+
+
+PAIR = ["dataset", "fkey", "seed", "method", "shots"]
+
+
+def minus_dense(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Every run with ``delta`` = its metric minus the level-0 ticket run of the same (dataset,
+    family, seed, method, shots); the random arm is compared with that same dense run. Runs
+    without a dense partner are left out."""
+    df = _with_family_key(df, metric)
+    base = df[(df["arm"] == "ticket") & (df["level"] == 0)].drop_duplicates(PAIR)
+    out = df.merge(base[PAIR + [metric]].rename(columns={metric: "_base"}), on=PAIR, how="inner")
+    return out.assign(delta=out[metric] - out["_base"]).drop(columns=["_base", "fkey"])
+
+
+def imp_minus_random(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Every IMP run with ``delta`` = its metric minus the random-arm run of the same (dataset,
+    family, seed, method, shots, level), as arm ``imp-random``."""
+    df = _with_family_key(df, metric)
+    base = df[df["arm"] == "random"].drop_duplicates(PAIR + ["level"])
+    out = df[df["arm"] == "ticket"].merge(base[PAIR + ["level", metric]].rename(columns={metric: "_base"}),
+                                          on=PAIR + ["level"], how="inner").assign(arm="imp-random")
+    return out.assign(delta=out[metric] - out["_base"]).drop(columns=["_base", "fkey"])
