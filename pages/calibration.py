@@ -12,9 +12,9 @@ app_frame.ensure_frame()
 st.title("Calibration")
 df = db.results_or_stop()
 
-c1, c2, c3, c4 = st.columns(4)
+c1, cf, c2, c3, c4 = st.columns(5)
 ds = db.dataset_select(df, c1)
-part = db.ticket_rows(df, ds)
+part = db.single_family(db.ticket_rows(df, ds), cf)  # the single-run panels compare runs of one ticket family
 shot = db.shot_select(part, c2)
 part = part[part["shots"] == shot]
 seeds = sorted(int(s) for s in part["seed"].unique())

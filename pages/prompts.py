@@ -33,9 +33,10 @@ if vp.empty:
     db.empty_state("visual-prompting results")
     st.stop()
 
-c1, c2, c3 = st.columns(3)
+vp = db.family_filter(vp)
+c1, cf, c2, c3 = st.columns(4)
 ds = db.dataset_select(vp, c1)
-part = db.ticket_rows(vp, ds)
+part = db.single_family(db.ticket_rows(vp, ds), cf)  # prompts per level and shots: one ticket family
 shot = db.shot_select(part, c2)
 seeds = sorted(int(s) for s in part[part["shots"] == shot]["seed"].unique())
 seed = db.linked(c3, "selectbox", "Seed", seeds, "seed", seeds[0] if seeds else None)
@@ -64,7 +65,7 @@ if records:
               f"{100 * r['metrics']['accuracy']:.1f}%{moved(r)}", shown(r)) for r in records]
     charts.show(prompt_plots.image_grid(items, cols=5), "prompts")
     st.caption("The trainable border (sigmoid of the program) on the model's input canvas; the image area is "
-               f"shown black. Same seed and shots, one ticket per level. Display: {prompt_plots.PROMPT_VIEWS[view]}. "
+               f"shown black. Same family, seed and shots, one ticket per level. Display: {prompt_plots.PROMPT_VIEWS[view]}. "
                "'moved' is the mean |prompt - grey| over the border.")
 else:
     st.info("No stored prompt for these levels.")

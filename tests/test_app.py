@@ -303,3 +303,37 @@ def test_run_page_controls_survive_a_preset_round_trip(app_store):
     at.multiselect(key="r_levels").set_value([]).run()
     assert any("choose a level" in c.value for c in at.caption)  # 0 runs, and why
 
+
+
+def test_single_run_views_never_mix_ticket_families(tmp_path, monkeypatch):
+    """With several families, the calibration and prompt pages draw single runs from one chosen
+    family (in the URL), while the sidebar keeps 'all families' for the aggregates."""
+    from streamlit import cache_data, cache_resource
+
+    from helpers import make_record
+    from lthvp.results.store import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    for family in (0, 1):
+        for method in ("vp", "lp"):
+            for level in (0, 2):
+                record = make_record(0, method=method, level=level, family=family, shots="full", dataset="digits")
+                store.put({**record, "prompt_shift": 0.1 if family == 0 else 0.4} if method == "vp" else record)
+    monkeypatch.setenv("LTHVP_STORE", str(store.directory))
+    monkeypatch.setenv("LTHVP_AUTOSTART_WORKER", "0")
+    cache_data.clear()
+    cache_resource.clear()
+    try:
+        at = app("pages/calibration.py", {"one_family": "family 1"})
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.selectbox(key="one_family").value == "1"
+        titles = [c.value for c in at.caption if "stored: accuracy" in c.value]
+        assert len(titles) == 2 and all("family 1" in t for t in titles), titles
+        at = app("pages/prompts.py", {"one_family": "family 1"})
+        assert not at.exception, [e.message for e in at.exception]
+        prompts = json.loads(at.get("plotly_chart")[0].proto.spec)
+        labels = [a["text"] for a in prompts["layout"]["annotations"]]
+        assert len(labels) == 2 and all(label.endswith("moved 102/255") for label in labels), labels  # family 1
+    finally:
+        cache_data.clear()
+        cache_resource.clear()

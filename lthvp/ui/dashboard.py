@@ -238,17 +238,33 @@ def results_or_stop() -> pd.DataFrame:
     return family_filter(df)
 
 
-def family_filter(df: pd.DataFrame) -> pd.DataFrame:
-    """Sidebar choice of one ticket family, or all of them (aggregated with family as the unit)."""
+def _family_options(df: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     from lthvp.analysis.pairing import family_keys
 
-    keys = pd.Series(family_keys(df["family"]), index=df.index)
-    fams = sorted(set(keys), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))
+    keys = pd.Series(family_keys(df["family"]) if "family" in df else ["legacy"] * len(df), index=df.index)
+    return keys, sorted(set(keys), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))
+
+
+def family_filter(df: pd.DataFrame) -> pd.DataFrame:
+    """Sidebar choice of one ticket family, or all of them (aggregated with family as the unit)."""
+    keys, fams = _family_options(df)
     if len(fams) < 2:
         return df
     choice = _st().sidebar.selectbox("Ticket family", ["all"] + fams, key="family", bind="query-params",
                                      format_func=lambda v: "all families (family = unit)" if v == "all" else f"family {v}")
     return df if choice == "all" else df[keys == choice]
+
+
+def single_family(df: pd.DataFrame, where) -> pd.DataFrame:
+    """The rows of one ticket family, for views that draw single runs side by side (reliability
+    panels, prompts per level): runs of different families are different tickets, never mixed."""
+    keys, fams = _family_options(df)
+    if len(fams) < 2:
+        return df
+    choice = linked(where, "selectbox", "Family", fams, "one_family", fams[0],
+                    format_func=lambda v: f"family {v}" if v.isdigit() else v,
+                    help="single runs are shown from one ticket family; curves aggregate over all of them")
+    return df[keys == choice]
 
 
 def dataset_select(df: pd.DataFrame, column) -> str:

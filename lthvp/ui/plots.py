@@ -217,8 +217,9 @@ def headline_figure(df: pd.DataFrame, dataset: str | None = None, shots: str | N
 def record_label(record: dict) -> str:
     c = record["config"]
     arm = "" if c.get("arm", "ticket") == "ticket" else f" {c['arm']}"
+    family = "" if c.get("family") is None else f" · family {c['family']}"
     return (f"{METHOD_NAMES.get(c['method'], c['method'])} L{c['level']}{arm} "
-            f"({100 * record['remaining_fraction']:.1f}%) {shots_label(c['shots'])} s{c['seed']}")
+            f"({100 * record['remaining_fraction']:.1f}%) {shots_label(c['shots'])} s{c['seed']}{family}")
 
 
 def calibration_shift_figure(df: pd.DataFrame, metric: str = "ece") -> go.Figure:
