@@ -314,3 +314,16 @@ def test_family_keys_are_idempotent_and_the_pairing_is_shared_with_the_plots():
     tested = effects(table, "accuracy")
     row = tested[(tested["contrast"] == "L4-L0") & (tested["method"] == "vp")].iloc[0]
     assert row["estimate"] == pytest.approx(drawn[drawn["level"] == 4].groupby("family")["delta"].mean().mean())
+
+
+def test_detectable_effect_size_matches_the_holm_threshold():
+    from lthvp.analysis.findings import detectable
+    from lthvp.analysis.effects import holm
+
+    need = detectable(3, 4)
+    assert need == pytest.approx(stats.t.ppf(1 - 0.05 / 8, 2) / math.sqrt(3))
+    units = np.array([-1.0, 0.0, 1.0])  # sd 1 between units
+    for factor, detected in ((1.01, True), (0.99, False)):
+        p = stats.ttest_1samp(units + factor * need, 0.0).pvalue
+        assert bool(holm(np.array([p, 0.5, 0.6, 0.7]))[0] < 0.05) is detected
+    assert detectable(1, 4) is None
