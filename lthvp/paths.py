@@ -7,7 +7,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TICKETS_DIR = REPO_ROOT / "tickets"
-BUNDLE_DIR = REPO_ROOT / "cache"  # shipped result bundles (*.zip), imported into an empty store
+BUNDLE_DIR = REPO_ROOT / "cache"  # shipped result bundles (*.zip), imported into every store once
+
+
+def shipped_bundle_dir() -> Path:
+    """Where the shipped bundles that seed every store live: $LTHVP_BUNDLES, else cache/."""
+    return Path(os.environ.get("LTHVP_BUNDLES", BUNDLE_DIR))
 
 
 def default_store_dir() -> Path:

@@ -97,9 +97,9 @@ if up is not None:
 if "bundle_report" in st.session_state:
     show_report(st.session_state["bundle_report"])
 
-shipped = sorted(db.BUNDLE_DIR.glob("*.zip"))
+shipped = sorted(db.shipped_bundle_dir().glob("*.zip"))
 if shipped:
-    with st.expander(f"Shipped bundles in {db.BUNDLE_DIR} ({len(shipped)})"):
+    with st.expander(f"Shipped bundles in {db.shipped_bundle_dir()} ({len(shipped)})"):
         for p in shipped:
             if st.button(f"Import {p.name}", key=f"ship_{p.name}"):  # kept: the import triggers a redraw
                 st.session_state["bundle_report"] = import_file(p, p.name)

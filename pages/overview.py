@@ -13,10 +13,10 @@ st.title("Lottery tickets × visual prompting")
 st.caption("What does sparsity cost a frozen pre-trained model transferred by visual prompting (VP) "
            "versus linear probing (LP), in accuracy and calibration, as target data shrinks?")
 
-if not st.session_state.get("seed_banner_shown"):  # the first-start note: once per browser session
+if not st.session_state.get("seed_banner_shown"):  # what the shipped bundles added: once per browser session
     st.session_state["seed_banner_shown"] = True
     for msg in db.seed_messages():
-        st.success(f"First start: {msg}", icon=":material/inventory_2:")
+        st.success(f"Shipped results: {msg}", icon=":material/inventory_2:")
 
 df = db.results_or_stop()
 

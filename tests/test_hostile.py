@@ -486,7 +486,7 @@ def test_user_text_on_the_run_page_is_escaped():
     assert len(plain("x" * 1000)) == 64
 
 
-def test_corrupt_job_queue_is_one_line_and_results_stay_readable(tmp_path, capsys):
+def test_corrupt_job_queue_is_one_line_and_results_stay_readable(tmp_path, capsys, monkeypatch):
     """A damaged jobs/cache.db: the worker exits 2 with the recovery step; the Run page says so in
     one line and the result pages still render; a damaged store is one line on every page."""
     from streamlit import cache_data, cache_resource
@@ -494,6 +494,8 @@ def test_corrupt_job_queue_is_one_line_and_results_stay_readable(tmp_path, capsy
 
     from lthvp.compute.jobs import JobQueue, QueueError, jobs_dir
 
+    (tmp_path / "no_bundles").mkdir()
+    monkeypatch.setenv("LTHVP_BUNDLES", str(tmp_path / "no_bundles"))  # this store holds exactly one result
     directory = tmp_path / "store"
     ResultStore(directory).put(make_record(31))
     JobQueue.for_store(directory)

@@ -14,7 +14,7 @@ def progress_bar(total: int, desc: str):
 def open_store(args):
     """The store named by --store (or the default one); shipped bundles seed it when empty."""
     from lthvp.paths import default_store_dir
-    from lthvp.results.store import open_seeded_store
+    from lthvp.results.seeding import open_seeded_store
 
     store, messages = open_seeded_store(args.store or default_store_dir())
     for m in messages:

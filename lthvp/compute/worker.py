@@ -176,7 +176,7 @@ def install_stop_handler(worker: Worker, signum: int = signal.SIGTERM):
 def main(args) -> int:
     """Entry point of ``python -m lthvp worker``."""
     from lthvp.paths import default_store_dir
-    from lthvp.results.store import open_seeded_store
+    from lthvp.results.seeding import open_seeded_store
 
     if getattr(args, "dask", None):
         from lthvp.compute.dask_sweep import parse_address

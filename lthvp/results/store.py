@@ -117,6 +117,10 @@ class ResultStore:
                 self.cache.incr("version", default=0)
         return removed
 
+    def deleted(self) -> set[str]:
+        """Hashes removed with :meth:`delete` (and not stored again since)."""
+        return {key for key in self._keys("deleted:") if not self.has(key)}
+
     def problems(self) -> dict[str, str]:
         """hash -> what is wrong, for every stored result that the schema rejects today."""
         found = {key: stored_problem(key, self.cache.get(f"result:{key}"), f"row:{key}" in self.cache)
@@ -155,9 +159,11 @@ class ResultStore:
         """Validate the whole bundle, then add the results the store lacks; returns how many."""
         return self.import_bundle_report(path).added_count
 
-    def import_bundle_report(self, path: str | os.PathLike) -> "ImportReport":
+    def import_bundle_report(self, path: str | os.PathLike, skip: Iterable[str] = ()) -> "ImportReport":
+        """Validate the whole bundle, then add the results the store lacks (and ``skip`` does not name)."""
         records = read_bundle(path)
-        stored = {r.hash for r in records if self.has(r.hash)}
+        skip = set(skip)
+        stored = {r.hash for r in records if r.hash in skip or self.has(r.hash)}
         new = [r for r in records if r.hash not in stored]
         self._write(new)
         return ImportReport(added=[r.hash for r in new], skipped=[r.hash for r in records if r.hash in stored],
@@ -173,30 +179,6 @@ class ImportReport:
     @property
     def added_count(self) -> int:
         return len(self.added)
-
-
-def seed_store(store: ResultStore, bundle_dir: Path | None = None) -> list[str]:
-    """An empty store imports every shipped ``cache/*.zip`` bundle; returns what happened."""
-    from lthvp.paths import BUNDLE_DIR
-
-    if len(store.hashes()) > 0:
-        return []
-    messages = []
-    for path in sorted(Path(bundle_dir or BUNDLE_DIR).glob("*.zip")):
-        try:
-            report = store.import_bundle_report(path)
-            messages.append(f"imported {path.name}: {len(report.added)} results added, "
-                            f"{len(report.skipped)} already stored")
-        except BundleError as err:
-            messages.append(f"could not import {path.name}: {err}")
-    return messages
-
-
-def open_seeded_store(directory: str | os.PathLike) -> tuple[ResultStore, list[str]]:
-    """Open a store the way every entry point (CLI, worker, app) does: seeded from the shipped
-    bundles on first use, so a shipped cell is served, never retrained."""
-    store = ResultStore(directory)
-    return store, seed_store(store)
 
 
 def _check_member(info: zipfile.ZipInfo) -> None:

@@ -14,9 +14,10 @@ import pandas as pd
 
 from lthvp.compute import jobs as J
 from lthvp.compute.jobs import JobQueue
-from lthvp.paths import BUNDLE_DIR, REPO_ROOT, default_store_dir  # noqa: F401  (pages read db.BUNDLE_DIR)
+from lthvp.paths import REPO_ROOT, default_store_dir, shipped_bundle_dir  # noqa: F401  (pages call db.shipped_bundle_dir)
 from lthvp.results.presets import get_preset
-from lthvp.results.store import ResultStore, open_seeded_store
+from lthvp.results.seeding import open_seeded_store
+from lthvp.results.store import ResultStore
 from lthvp.ui.linked_widgets import linked  # noqa: F401  (pages call db.linked)
 
 SHOTS = ["1", "2", "5", "10", "full"]
