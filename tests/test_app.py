@@ -319,6 +319,8 @@ def test_single_run_views_never_mix_ticket_families(tmp_path, monkeypatch):
             for level in (0, 2):
                 record = make_record(0, method=method, level=level, family=family, shots="full", dataset="digits")
                 store.put({**record, "prompt_shift": 0.1 if family == 0 else 0.4} if method == "vp" else record)
+    (tmp_path / "none").mkdir()
+    monkeypatch.setenv("LTHVP_BUNDLES", str(tmp_path / "none"))  # the two families only
     monkeypatch.setenv("LTHVP_STORE", str(store.directory))
     monkeypatch.setenv("LTHVP_AUTOSTART_WORKER", "0")
     cache_data.clear()
@@ -334,6 +336,41 @@ def test_single_run_views_never_mix_ticket_families(tmp_path, monkeypatch):
         prompts = json.loads(at.get("plotly_chart")[0].proto.spec)
         labels = [a["text"] for a in prompts["layout"]["annotations"]]
         assert len(labels) == 2 and all(label.endswith("moved 102/255") for label in labels), labels  # family 1
+    finally:
+        cache_data.clear()
+        cache_resource.clear()
+
+
+def test_all_families_leaves_the_legacy_study_apart(tmp_path, monkeypatch):
+    """An upgraded store holds the legacy v1 runs and the v2 families: 'all families' shows the
+    replicated families only; the legacy study is one pick away."""
+    from streamlit import cache_data, cache_resource
+
+    from helpers import make_record
+    from lthvp.results.store import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    for family in (0, 1, None):
+        for level in (0, 2):
+            store.put(make_record(0, method="lp", level=level, family=family, shots="full", dataset="digits"))
+    (tmp_path / "none").mkdir()
+    monkeypatch.setenv("LTHVP_BUNDLES", str(tmp_path / "none"))
+    monkeypatch.setenv("LTHVP_STORE", str(store.directory))
+    monkeypatch.setenv("LTHVP_AUTOSTART_WORKER", "0")
+    cache_data.clear()
+    cache_resource.clear()
+    try:
+        at = app("pages/overview.py")
+        assert not at.exception, [e.message for e in at.exception]
+        assert {m.label: m.value for m in at.metric}["runs"] == "4"
+        at = app("pages/overview.py", {"family": "legacy study (v1, one family)"})
+        assert {m.label: m.value for m in at.metric}["runs"] == "2"
+        for family in (None, None, None):  # now the legacy study holds most runs: it is the default view
+            store.put(make_record(len(store), method="lp", level=2, family=family, shots="full", dataset="digits"))
+        cache_data.clear()
+        at = app("pages/overview.py")
+        assert {m.label: m.value for m in at.metric}["runs"] == "5" and at.query_params["family"] == [
+            "legacy study (v1, one family)"]
     finally:
         cache_data.clear()
         cache_resource.clear()

@@ -279,3 +279,20 @@ def test_study_figures_with_families_show_the_first_family_and_aggregate_over_fa
     assert len(figs["prompts_across_levels"].data) == 2  # one border per VP level
     tables = figures.study_tables(recs)
     assert "mean ± std over ticket families" in tables and "mapping only" in tables
+
+
+def test_curves_never_count_the_legacy_family_as_one_more_replicate():
+    """A store upgraded to the v2 study also holds the v1 (legacy) runs: aggregates over families
+    leave them out (as the effects do), and a legacy-only table still aggregates by seed."""
+    from helpers import make_record
+    from lthvp.results.record_schema import flat_row
+
+    v2 = [make_record(s, method="lp", level=0, family=f, shots="full") for f in (0, 1) for s in (0, 1)]
+    legacy = [{**make_record(s, method="lp", level=0, shots="full"),
+               "metrics": {**make_record(s, method="lp")["metrics"], "accuracy": 0.01}} for s in (0, 1)]
+    both = pd.DataFrame([flat_row(r) for r in v2 + legacy])
+    agg = report.aggregate(both, "accuracy")
+    assert len(agg) == 1 and agg["n"].iloc[0] == 2  # two families, the legacy runs left out
+    assert agg["mean"].iloc[0] == pytest.approx(np.mean([r["metrics"]["accuracy"] for r in v2]))
+    only_legacy = report.aggregate(both[both["family"].isna()], "accuracy")
+    assert only_legacy["n"].iloc[0] == 2 and only_legacy["mean"].iloc[0] == pytest.approx(0.01)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lthvp.analysis.pairing import LEGACY, family_keys, minus_dense
+from lthvp.analysis.pairing import family_keys, minus_dense, replicated
 
 METRICS = ("accuracy", "ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier")
 COLUMNS = ["metric", "method", "arm", "shots", "contrast", "estimate", "ci_low", "ci_high", "p", "p_perm", "p_holm",
@@ -42,12 +42,10 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """Normalise the columns the contrasts need (family label, shots as text, x = halvings).
     Where replicated families exist, legacy-family rows (another source recipe and protocol)
     are left out rather than counted as one more family."""
-    out = df.copy()
+    out = replicated(df).copy()
     if "family" not in out:
         out["family"] = np.nan
     out["family"] = family_keys(out["family"])
-    if (out["family"] != LEGACY).any():
-        out = out[out["family"] != LEGACY]
     out["shots"] = out["shots"].astype(str)
     out["halvings"] = -np.log2(out["remaining_fraction"].astype(float))
     return main_protocol(out)

@@ -18,6 +18,16 @@ def family_keys(values) -> list[str]:
             for f in values]
 
 
+def replicated(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows for an aggregate over families: where numbered ticket families exist, the legacy
+    single family (another source recipe and protocol) is left out rather than counted as one
+    more family. A table of legacy rows only is returned whole."""
+    if "family" not in df or df.empty:
+        return df
+    keys = pd.Series(family_keys(df["family"]), index=df.index)
+    return df[keys != LEGACY] if (keys != LEGACY).any() else df
+
+
 def _with_family_key(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     out = df.dropna(subset=[metric])
     return out.assign(fkey=family_keys(out["family"]) if "family" in out else LEGACY)

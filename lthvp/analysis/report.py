@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from lthvp.analysis.pairing import family_keys, imp_minus_random, minus_dense
+from lthvp.analysis.pairing import family_keys, imp_minus_random, minus_dense, replicated
 
 GROUP_KEYS = ["dataset", "method", "shots", "arm", "level"]
 BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0), "nll": (0.0, np.inf), "brier": (0.0, 2.0)}
@@ -42,7 +42,7 @@ def aggregate(df: pd.DataFrame, metric: str, keys: Sequence[str] = GROUP_KEYS) -
     cols = list(keys) + ["mean", "std", "n", "lo", "hi", "remaining", "seeds"]
     if df.empty or metric not in df:
         return pd.DataFrame(columns=cols)
-    df = df.dropna(subset=[metric])
+    df = replicated(df.dropna(subset=[metric]))  # the legacy family never joins replicated ones
     if "family" in df and len(set(family_keys(df["family"]))) > 1:
         fam = df.assign(family=family_keys(df["family"]))
         df = (fam.groupby(list(keys) + ["family"], dropna=False, observed=True)

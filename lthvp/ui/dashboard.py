@@ -247,13 +247,23 @@ def _family_options(df: pd.DataFrame) -> tuple[pd.Series, list[str]]:
 
 
 def family_filter(df: pd.DataFrame) -> pd.DataFrame:
-    """Sidebar choice of one ticket family, or all of them (aggregated with family as the unit)."""
+    """Sidebar choice of one ticket family, or all numbered families (aggregated with family as the
+    unit). The legacy study (v1: another recipe and protocol) is never pooled with them; it is the
+    default only when it holds most of the runs (a store upgraded from v1 with a few v2 runs)."""
+    from lthvp.analysis.pairing import replicated
+
     keys, fams = _family_options(df)
     if len(fams) < 2:
         return df
-    choice = _st().sidebar.selectbox("Ticket family", ["all"] + fams, key="family", bind="query-params",
-                                     format_func=lambda v: "all families (family = unit)" if v == "all" else f"family {v}")
-    return df if choice == "all" else df[keys == choice]
+    numbered = [f for f in fams if f.isdigit()]
+    legacy_first = "legacy" in fams and (keys == "legacy").sum() > (keys != "legacy").sum()
+    choice = linked(_st().sidebar, "selectbox", "Ticket family", ["all"] + fams, "family",
+                    "legacy" if legacy_first else "all",
+                    format_func=lambda v: ("all ticket families (family = unit)" if v == "all" else
+                                           f"family {v}" if v.isdigit() else "legacy study (v1, one family)"),
+                    help="'all' pools the numbered families " + f"({', '.join(numbered)})"
+                         + ("; the legacy v1 study is never pooled with them" if "legacy" in fams else ""))
+    return replicated(df) if choice == "all" else df[keys == choice]
 
 
 def single_family(df: pd.DataFrame, where) -> pd.DataFrame:
