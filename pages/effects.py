@@ -19,7 +19,7 @@ c1, c2, c3 = st.columns(3)
 ds = db.dataset_select(df, c1)
 metric = c2.selectbox("Metric", list(E.METRICS), key="metric", bind="query-params",
                       help="ts_*: after temperature scaling fitted on each run's validation split")
-table = db.effects_table(metric, ds)
+table = db.effects_table(metric, ds, df)
 if table.empty:
     st.info("No contrast can be formed for this metric and dataset (older records lack temperature-scaled "
             "metrics and per-sample predictions: those metrics are unavailable for them).")
@@ -67,7 +67,7 @@ else:
 
 if metric in ("ece", "nll", "brier", "mce"):
     st.subheader("Raw vs temperature-scaled calibration")
-    scaled = db.effects_table(f"ts_{metric}", ds)
+    scaled = db.effects_table(f"ts_{metric}", ds, df)
     a, b = st.columns(2)
     charts.show(forest_figure(at_level, f"raw {metric}: L{level} - L0", metric), "raw_cal", where=a)
     if scaled.empty:

@@ -371,6 +371,11 @@ def test_all_families_leaves_the_legacy_study_apart(tmp_path, monkeypatch):
         at = app("pages/overview.py")
         assert {m.label: m.value for m in at.metric}["runs"] == "5" and at.query_params["family"] == [
             "legacy study (v1, one family)"]
+        # the effects follow the same choice: the legacy study alone (seeds as unit), or the families
+        at = app("pages/effects.py", {"family": "all ticket families (family = unit)"})
+        assert not at.exception and any("2 ticket families" in c.value for c in at.caption)
+        at = app("pages/effects.py", {"family": "legacy study (v1, one family)"})
+        assert not at.exception and any("1 ticket family;" in c.value for c in at.caption)
     finally:
         cache_data.clear()
         cache_resource.clear()

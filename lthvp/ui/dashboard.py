@@ -18,6 +18,7 @@ from lthvp.paths import REPO_ROOT, default_store_dir, shipped_bundle_dir  # noqa
 from lthvp.results.presets import get_preset
 from lthvp.results.seeding import open_seeded_store
 from lthvp.results.store import ResultStore
+from lthvp.ui.family_select import family_filter, single_family  # noqa: F401  (pages call db.single_family)
 from lthvp.ui.linked_widgets import linked  # noqa: F401  (pages call db.linked)
 
 SHOTS = ["1", "2", "5", "10", "full"]
@@ -159,10 +160,12 @@ def _resources():
         return open_store(directory)[0].get(key)
 
     @st.cache_data(show_spinner="Computing effects…", max_entries=16)
-    def effects(directory: str, version: int, metric: str, dataset: str) -> pd.DataFrame:
+    def effects(directory: str, version: int, metric: str, dataset: str, families: tuple) -> pd.DataFrame:
         from lthvp.analysis.effects import effects as compute
+        from lthvp.analysis.pairing import family_keys
 
-        return compute(results(), metric, dataset)
+        df = results()
+        return compute(df[[f in families for f in family_keys(df["family"])]], metric, dataset)
 
     return open_store, open_queue, table, record, effects
 
@@ -199,9 +202,13 @@ def results() -> pd.DataFrame:
     return df
 
 
-def effects_table(metric: str, dataset: str) -> pd.DataFrame:
-    """lthvp.analysis.effects.effects of the store, computed once per store version (seconds for thousands of runs)."""
-    return res()[4](str(store_dir()), store().version, metric, dataset)
+def effects_table(metric: str, dataset: str, shown: pd.DataFrame) -> pd.DataFrame:
+    """lthvp.analysis.effects.effects of the families in ``shown`` (the sidebar's choice), computed
+    once per store version and choice (seconds for thousands of runs)."""
+    from lthvp.analysis.pairing import family_keys
+
+    families = tuple(sorted(set(family_keys(shown["family"]))))
+    return res()[4](str(store_dir()), store().version, metric, dataset, families)
 
 
 def record(key: str) -> dict | None:
@@ -237,45 +244,6 @@ def results_or_stop() -> pd.DataFrame:
         empty_state()
         _st().stop()
     return family_filter(df)
-
-
-def _family_options(df: pd.DataFrame) -> tuple[pd.Series, list[str]]:
-    from lthvp.analysis.pairing import family_keys
-
-    keys = pd.Series(family_keys(df["family"]) if "family" in df else ["legacy"] * len(df), index=df.index)
-    return keys, sorted(set(keys), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))
-
-
-def family_filter(df: pd.DataFrame) -> pd.DataFrame:
-    """Sidebar choice of one ticket family, or all numbered families (aggregated with family as the
-    unit). The legacy study (v1: another recipe and protocol) is never pooled with them; it is the
-    default only when it holds most of the runs (a store upgraded from v1 with a few v2 runs)."""
-    from lthvp.analysis.pairing import replicated
-
-    keys, fams = _family_options(df)
-    if len(fams) < 2:
-        return df
-    numbered = [f for f in fams if f.isdigit()]
-    legacy_first = "legacy" in fams and (keys == "legacy").sum() > (keys != "legacy").sum()
-    choice = linked(_st().sidebar, "selectbox", "Ticket family", ["all"] + fams, "family",
-                    "legacy" if legacy_first else "all",
-                    format_func=lambda v: ("all ticket families (family = unit)" if v == "all" else
-                                           f"family {v}" if v.isdigit() else "legacy study (v1, one family)"),
-                    help="'all' pools the numbered families " + f"({', '.join(numbered)})"
-                         + ("; the legacy v1 study is never pooled with them" if "legacy" in fams else ""))
-    return replicated(df) if choice == "all" else df[keys == choice]
-
-
-def single_family(df: pd.DataFrame, where) -> pd.DataFrame:
-    """The rows of one ticket family, for views that draw single runs side by side (reliability
-    panels, prompts per level): runs of different families are different tickets, never mixed."""
-    keys, fams = _family_options(df)
-    if len(fams) < 2:
-        return df
-    choice = linked(where, "selectbox", "Family", fams, "one_family", fams[0],
-                    format_func=lambda v: f"family {v}" if v.isdigit() else v,
-                    help="single runs are shown from one ticket family; curves aggregate over all of them")
-    return df[keys == choice]
 
 
 def dataset_select(df: pd.DataFrame, column) -> str:
