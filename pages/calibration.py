@@ -12,7 +12,10 @@ app_frame.ensure_frame()
 st.title("Calibration")
 df = db.results_or_stop()
 
-c1, cf, c2, c3, c4 = st.columns(5)
+if db.several_families(df):  # a family picker only where there is a choice
+    c1, cf, c2, c3, c4 = st.columns(5)
+else:
+    (c1, c2, c3, c4), cf = st.columns(4), None
 ds = db.dataset_select(df, c1)
 part = db.single_family(db.ticket_rows(df, ds), cf)  # the single-run panels compare runs of one ticket family
 shot = db.shot_select(part, c2)

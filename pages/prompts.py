@@ -34,7 +34,10 @@ if vp.empty:
     st.stop()
 
 vp = db.family_filter(vp)
-c1, cf, c2, c3 = st.columns(4)
+if db.several_families(vp):  # a family picker only where there is a choice
+    c1, cf, c2, c3 = st.columns(4)
+else:
+    (c1, c2, c3), cf = st.columns(3), None
 ds = db.dataset_select(vp, c1)
 part = db.single_family(db.ticket_rows(vp, ds), cf)  # prompts per level and shots: one ticket family
 shot = db.shot_select(part, c2)

@@ -18,7 +18,7 @@ from lthvp.paths import REPO_ROOT, default_store_dir, shipped_bundle_dir  # noqa
 from lthvp.results.presets import get_preset
 from lthvp.results.seeding import open_seeded_store
 from lthvp.results.store import ResultStore
-from lthvp.ui.family_select import family_filter, single_family  # noqa: F401  (pages call db.single_family)
+from lthvp.ui.family_select import family_filter, several_families, single_family  # noqa: F401  (pages use them)
 from lthvp.ui.linked_widgets import linked  # noqa: F401  (pages call db.linked)
 
 SHOTS = ["1", "2", "5", "10", "full"]

@@ -15,6 +15,11 @@ def _family_options(df: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     return keys, sorted(set(keys), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0))
 
 
+def several_families(df: pd.DataFrame) -> bool:
+    """Whether ``df`` holds runs of more than one family (a page lays out a family picker only then)."""
+    return len(_family_options(df)[1]) > 1
+
+
 def family_filter(df: pd.DataFrame) -> pd.DataFrame:
     """Sidebar choice of one ticket family, or all numbered families (aggregated with family as the
     unit). The legacy study (v1: another recipe and protocol) is never pooled with them; it is the
