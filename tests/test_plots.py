@@ -296,3 +296,18 @@ def test_curves_never_count_the_legacy_family_as_one_more_replicate():
     assert agg["mean"].iloc[0] == pytest.approx(np.mean([r["metrics"]["accuracy"] for r in v2]))
     only_legacy = report.aggregate(both[both["family"].isna()], "accuracy")
     assert only_legacy["n"].iloc[0] == 2 and only_legacy["mean"].iloc[0] == pytest.approx(0.01)
+
+
+def test_budget_table_reads_the_validation_curves():
+    from helpers import make_record
+    from lthvp.ui.figures import budget_table
+
+    flat = make_record(0, method="vp", shots="full", dataset="digits")
+    flat["curves"] = [{"epoch": e, "steps": 100 * e, "val_acc": a} for e, a in enumerate((0.3, 0.6, 0.6, 0.6), 1)]
+    rising = make_record(1, method="vp", shots="full", dataset="digits")
+    rising["curves"] = [{"epoch": e, "steps": 100 * e, "val_acc": a} for e, a in enumerate((0.3, 0.5, 0.6, 0.65), 1)]
+    lp = make_record(2, method="lp", shots="full", dataset="digits")
+    table = budget_table([flat, rising, lp])
+    row = next(line for line in table.splitlines() if line.startswith("| VP | full data"))
+    assert row == "| VP | full data | 2 | 7.5 | 13.5 | 15.0 | 1 |"  # gains 0 and 15 points (0.65 vs 0.5 at half)
+    assert budget_table([lp]) == ""

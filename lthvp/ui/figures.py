@@ -62,6 +62,34 @@ def study_figures(records: list[dict], dataset: str = "digits") -> dict[str, obj
     }
 
 
+def budget_table(records: list[dict], dataset: str = "digits") -> str:
+    """Did the step budget suffice? Per shot count, the best validation accuracy a VP run reached
+    over its whole budget minus the best over the first half of its steps (0 = the validation
+    curve had flattened). Read from the stored curves; test data is not involved."""
+    rows = []
+    for r in records:
+        c, curves = r["config"], r.get("curves") or []
+        points = [(p.get("steps") or p.get("epoch"), p.get("val_acc")) for p in curves if p.get("val_acc") is not None]
+        if c["dataset"] != dataset or c["method"] != "vp" or len(points) < 2:
+            continue
+        half = points[-1][0] / 2
+        first = [acc for at, acc in points if at <= half]
+        if first:
+            rows.append({"method": c["method"], "shots": str(c["shots"]),
+                         "gain": 100 * (max(acc for _, acc in points) - max(first))})
+    if not rows:
+        return ""
+    df = pd.DataFrame(rows)
+    lines = ["| method | shots | runs | median gain (pts) | 90th percentile | max | runs gaining > 2 pts |",
+             "|---|---|---|---|---|---|---|"]
+    for (method, shots), g in sorted(df.groupby(["method", "shots"]), key=lambda kv: (kv[0][0], shots_order(
+            df["shots"]).index(kv[0][1]))):
+        lines.append(f"| {plots.METHOD_NAMES[method]} | {shots_label(shots)} | {len(g)} | {g['gain'].median():.1f} | "
+                     f"{g['gain'].quantile(0.9):.1f} | {g['gain'].max():.1f} | {int((g['gain'] > 2).sum())} |")
+    return ("### Step budget: best validation accuracy gained in the last half of the steps\n\n"
+            + "\n".join(lines))
+
+
 def study_tables(records: list[dict], dataset: str = "digits") -> str:
     df = bundle_frame(records)
     families = df["family"].dropna().nunique() if "family" in df else 0
@@ -77,7 +105,8 @@ def study_tables(records: list[dict], dataset: str = "digits") -> str:
         parts.append(f"### {label}, random-pruning arm ({random_shots})\n\n"
                      + "\n\n".join(f"{plots.METHOD_NAMES[m]}:\n\n" + report.markdown_table(df, metric, m, arm="random", dataset=dataset)
                                    for m in methods))
-    return "\n\n".join(parts) + "\n"
+    budget = budget_table(records, dataset)
+    return "\n\n".join(parts + ([budget] if budget else [])) + "\n"
 
 
 def write_figures(bundle: Path, out: Path, dataset: str = "digits", scale: float = 1.5) -> list[Path]:
