@@ -4,12 +4,17 @@
 # (families per level, the sweep through its store), so rerun this script after an interruption.
 #
 #   scripts/regenerate_mini_study.sh            # everything
-#   STAGE=sweep scripts/regenerate_mini_study.sh  # one stage: families | lr | sweep | export
+#   STAGE=sweep scripts/regenerate_mini_study.sh  # one stage: families | lr | sweep | checkpoint | export
+#
+# The sweep takes longer than one working session and its store lives in an ignored folder, so
+# `STAGE=checkpoint` writes the runs finished so far as a new part under sweeps/mini_v2/ (commit
+# it); the sweep and export stages first import every committed part, so a fresh checkout resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 STORE=${STORE:-cache/runtime/mini_v2_store}
 STAGE=${STAGE:-all}
+PARTS=${PARTS:-sweeps/mini_v2}
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
 
 if [[ $STAGE == all || $STAGE == families ]]; then
@@ -22,6 +27,9 @@ if [[ $STAGE == all || $STAGE == lr ]]; then
   stamp "VP learning-rate grid on validation (family 0, level 0)"
   OMP_NUM_THREADS=2 "$PY" scripts/choose_vp_lr.py | tee cache/runtime/lr_grid.md
   stamp "set MINI.vp_lr in lthvp/results/presets.py to the chosen value before the sweep if it changed"
+fi
+if [[ $STAGE == sweep || $STAGE == export ]] && [[ -d $PARTS ]]; then
+  "$PY" scripts/sweep_checkpoint.py restore --store "$STORE" --parts "$PARTS"
 fi
 if [[ $STAGE == all || $STAGE == sweep ]]; then
   # Seed-major order: every seed completes the whole grid for all families before the next seed
@@ -42,6 +50,9 @@ if [[ $STAGE == all || $STAGE == sweep ]]; then
   if [[ -z ${SHARD:-} ]]; then  # a last pass runs (and reports) anything still missing
     OMP_NUM_THREADS=1 "$PY" -m lthvp sweep "${AXES[@]}" --seed 0 1 2 3 4
   fi
+fi
+if [[ $STAGE == all || $STAGE == checkpoint ]]; then
+  "$PY" scripts/sweep_checkpoint.py save --store "$STORE" --parts "$PARTS"
 fi
 if [[ $STAGE == all || $STAGE == export ]]; then
   "$PY" -m lthvp export cache/mini_digits.zip --store "$STORE" --dataset digits --family 0 1 2 \
