@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lthvp.analysis.pairing import family_keys  # noqa: E402
+from lthvp.analysis.pairing import selected_hashes  # noqa: E402
 from lthvp.results.store import ResultStore  # noqa: E402
 
 
@@ -33,15 +33,11 @@ def saved_hashes(parts: Path) -> set[str]:
 
 
 def save(store: ResultStore, parts: Path, preset: str, dataset: str, families: list[str]) -> Path | None:
-    table = store.table()
-    if table.empty:
-        return None
-    chosen = table[(table["preset"] == preset) & (table["dataset"] == dataset)]
-    chosen = chosen[[f in set(families) for f in family_keys(chosen["family"])]]
-    new = sorted(set(chosen["hash"]) - saved_hashes(parts))
+    new = sorted(set(selected_hashes(store.table(), preset, dataset, families)) - saved_hashes(parts))
     if not new:
         return None
-    index = len(list(parts.glob("part_*.zip")))
+    # after the highest number, so a gap (a part removed) never makes this overwrite a later part
+    index = 1 + max((int(p.stem.removeprefix("part_")) for p in parts.glob("part_*.zip")), default=-1)
     path = parts / f"part_{index:03d}.zip"
     note = f"sweep checkpoint {index}: {len(new)} runs ({preset}, {dataset}, families {' '.join(families)})"
     return store.export_bundle(path, new, note=note)
@@ -49,8 +45,9 @@ def save(store: ResultStore, parts: Path, preset: str, dataset: str, families: l
 
 def restore(store: ResultStore, parts: Path) -> tuple[int, int]:
     added = skipped = 0
+    deleted = store.deleted()  # results a user deleted stay deleted, as when shipped bundles seed a store
     for part in sorted(parts.glob("part_*.zip")):
-        report = store.import_bundle_report(part, skip=store.deleted())
+        report = store.import_bundle_report(part, skip=deleted)
         added, skipped = added + len(report.added), skipped + len(report.skipped)
     return added, skipped
 

@@ -35,6 +35,10 @@ def test_parts_hold_each_run_once_and_restore_into_a_fresh_store(tmp_path):
     assert set(fresh.hashes()) == {r["hash"] for r in first} | {later["hash"]}
     assert checkpoint.restore(fresh, parts) == (0, 5)  # a second restore adds nothing
 
+    (parts / "part_000.zip").unlink()  # a gap: its runs go to a new part after the last one
+    assert checkpoint.save(store, parts, "mini", "digits", ["0", "1", "2"]).name == "part_002.zip"
+    assert checkpoint.saved_hashes(parts) == {r["hash"] for r in first} | {later["hash"]}
+
 
 def test_a_damaged_part_is_rejected_whole(tmp_path):
     parts = tmp_path / "parts"

@@ -18,6 +18,21 @@ def family_keys(values) -> list[str]:
             for f in values]
 
 
+def selected_hashes(table: pd.DataFrame, preset: str | None = None, dataset: str | None = None,
+                    families: list[str] | None = None) -> list[str]:
+    """Hashes of the table's results in this preset, dataset and ticket families (keys as
+    :func:`family_keys` writes them); a criterion left out selects everything."""
+    if table.empty:
+        return []
+    if preset:
+        table = table[table["preset"] == preset]
+    if dataset:
+        table = table[table["dataset"] == dataset]
+    if families:
+        table = table[[f in set(families) for f in family_keys(table["family"])]]
+    return list(table["hash"])
+
+
 def replicated(df: pd.DataFrame) -> pd.DataFrame:
     """Rows for an aggregate over families: where numbered ticket families exist, the legacy
     single family (another source recipe and protocol) is left out rather than counted as one

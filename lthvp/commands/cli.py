@@ -153,16 +153,9 @@ def cmd_export(args) -> int:
     store = open_store(args)
     keys = None
     if args.preset or args.dataset or args.family:
-        from lthvp.analysis.pairing import family_keys
+        from lthvp.analysis.pairing import selected_hashes
 
-        table = store.table()
-        if args.preset:
-            table = table[table["preset"] == args.preset]
-        if args.dataset:
-            table = table[table["dataset"] == args.dataset]
-        if args.family:
-            table = table[[f in set(args.family) for f in family_keys(table["family"])]]
-        keys = list(table["hash"])
+        keys = selected_hashes(store.table(), args.preset, args.dataset, args.family)
     path = store.export_bundle(args.path, keys, note=args.note)
     print(f"exported {len(keys) if keys is not None else len(store)} results to {path}")
     return 0
