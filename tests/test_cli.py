@@ -57,23 +57,25 @@ def test_argparse_rejects_unknown_method(tmp_path, capsys):
     assert exc.value.code == 2
 
 
-def test_export_import_cli(tmp_path, capsys):
-    from lthvp.results.store import ResultStore, read_bundle
+def test_export_import_cli(tmp_path, capsys, monkeypatch):
+    from lthvp.results.store import ResultStore
 
     from helpers import make_record
 
+    # no shipped bundles seed these stores: the counts below are exactly this test's records
+    # (seeding a new store is test_cli_serves_a_shipped_cell_from_a_fresh_store's and test_seeding's)
+    monkeypatch.setenv("LTHVP_BUNDLES", str(tmp_path / "no_bundles"))
     src = ResultStore(tmp_path / "src")
-    records = [make_record(7), make_record(8, method="lp")]  # seeds the shipped bundle does not hold
+    records = [make_record(7), make_record(8, method="lp")]
     for r in records:
         src.put(r)
     bundle = tmp_path / "b.zip"
     assert main(["export", str(bundle), "--store", str(src.directory)]) == 0
-    assert "exported 2" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("exported 2 results")
     assert main(["import", str(bundle), "--store", str(tmp_path / "dst")]) == 0
     assert "2 added" in capsys.readouterr().out
     dst = ResultStore(tmp_path / "dst")
-    shipped = {r.hash for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")}  # seeded on first open
-    assert set(dst.hashes()) == shipped | {r["hash"] for r in records}
+    assert set(dst.hashes()) == {r["hash"] for r in records}
     assert main(["export", str(tmp_path / "lp.zip"), "--store", str(src.directory), "--dataset", "digits"]) == 0
     capsys.readouterr()
     # hostile bundle: rejected with exit 2, store unchanged
@@ -111,10 +113,12 @@ def test_cli_serves_a_shipped_cell_from_a_fresh_store(tmp_path, capsys):
     from lthvp.results.store import read_bundle
 
     rec = next(r.to_json() for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")
-               if r.config["method"] == "vp" and r.config["level"] == 4 and str(r.config["shots"]) == "2")
+               if r.config["method"] == "vp" and r.config["level"] == 4 and r.config["arm"] == "ticket")
     c = rec["config"]
-    code = main(["run", "--family", "legacy", "--method", "vp", "--level", "4", "--shots", "2", "--seed",
-                 str(c["seed"]), "--epochs", str(c["epochs"]), "--json", "--quiet", "--store", str(tmp_path / "s")])
+    family = "legacy" if c.get("family") is None else str(c["family"])
+    budget = ["--steps", str(c["steps"])] if c.get("steps") else ["--epochs", str(c["epochs"])]  # v2 / v1
+    code = main(["run", "--family", family, "--method", "vp", "--level", "4", "--shots", str(c["shots"]),
+                 "--seed", str(c["seed"]), *budget, "--json", "--quiet", "--store", str(tmp_path / "s")])
     out = _json.loads(capsys.readouterr().out)
     assert code == 0 and out["cached"] is True and out["hash"] == rec["hash"]
     assert out["accuracy"] == rec["metrics"]["accuracy"]
