@@ -20,6 +20,13 @@ def several_families(df: pd.DataFrame) -> bool:
     return len(_family_options(df)[1]) > 1
 
 
+def default_choice(df: pd.DataFrame) -> str:
+    """The sidebar's default family choice: "legacy" where the legacy study holds most of the runs
+    (a store upgraded from v1 with a few v2 runs), else "all" numbered families."""
+    keys, fams = _family_options(df)
+    return "legacy" if "legacy" in fams and (keys == "legacy").sum() > (keys != "legacy").sum() else "all"
+
+
 def family_filter(df: pd.DataFrame) -> pd.DataFrame:
     """Sidebar choice of one ticket family, or all numbered families (aggregated with family as the
     unit). The legacy study (v1: another recipe and protocol) is never pooled with them; it is the
@@ -30,9 +37,7 @@ def family_filter(df: pd.DataFrame) -> pd.DataFrame:
     if len(fams) < 2:
         return df
     numbered = [f for f in fams if f.isdigit()]
-    legacy_first = "legacy" in fams and (keys == "legacy").sum() > (keys != "legacy").sum()
-    choice = linked(st.sidebar, "selectbox", "Ticket family", ["all"] + fams, "family",
-                    "legacy" if legacy_first else "all",
+    choice = linked(st.sidebar, "selectbox", "Ticket family", ["all"] + fams, "family", default_choice(df),
                     format_func=lambda v: ("all ticket families (family = unit)" if v == "all" else
                                            f"family {v}" if v.isdigit() else "legacy study (v1, one family)"),
                     help="'all' pools the numbered families " + f"({', '.join(numbered)})"
