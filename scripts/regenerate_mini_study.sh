@@ -9,6 +9,7 @@
 # The sweep takes longer than one working session and its store lives in an ignored folder, so
 # `STAGE=checkpoint` writes the runs finished so far as a new part under sweeps/mini_v2/ (commit
 # it); the sweep and export stages first import every committed part, so a fresh checkout resumes.
+# (The shipped bundle replaced the v2 study's parts once its sweep was done.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
