@@ -65,13 +65,15 @@ def prompt_movement(df: pd.DataFrame, dataset: str | None = None) -> str:
     if vp.empty:
         return ""
     lo, hi = int(vp["level"].min()), int(vp["level"].max())
-    lines = [f"| shots | L{lo}: mean (min-max) /255 | L{hi}: mean (min-max) /255 | runs |", "|---|---|---|---|"]
+    lines = [f"| shots | L{lo}: mean (min-max) /255 | L{hi}: mean (min-max) /255 | runs (L{lo} / L{hi}) |",
+             "|---|---|---|---|"]
     for shots in shots_order(vp["shots"]):
-        cells = []
+        cells, counts = [], []
         for level in (lo, hi):
             v = 255 * vp[(vp["shots"] == shots) & (vp["level"] == level)]["prompt_shift"]
             cells.append(f"{v.mean():.1f} ({v.min():.1f}-{v.max():.1f})" if len(v) else "no runs")
-        lines.append(f"| {shots} | {cells[0]} | {cells[1]} | {int((vp['shots'] == shots).sum())} |")
+            counts.append(str(len(v)))
+        lines.append(f"| {shots} | {cells[0]} | {cells[1]} | {' / '.join(counts)} |")
     return "How far the learned border moves from its grey start (VP, IMP tickets):\n\n" + "\n".join(lines)
 
 

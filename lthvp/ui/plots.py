@@ -110,10 +110,10 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
     shots = shots_order(agg["shots"].unique())
     facets = methods if by == "shots" else shots
     facet_titles = [METHOD_NAMES.get(f, f) for f in facets] if by == "shots" else [shots_label(f) for f in facets]
-    ncols = min(len(facets), 3)
+    ncols = 2 if len(facets) == 4 else min(len(facets), 3)  # four shot counts: 2 x 2, none left alone
     nrows = -(-len(facets) // ncols)
     fig = make_subplots(rows=nrows, cols=ncols, shared_yaxes=True, subplot_titles=facet_titles,
-                        horizontal_spacing=0.05, vertical_spacing=0.16 if nrows > 1 else 0.0)
+                        horizontal_spacing=0.05, vertical_spacing=0.2 if nrows > 1 else 0.0)
     seen = set()
     datasets = sorted(agg["dataset"].unique())
     for ci, facet in enumerate(facets, start=1):
