@@ -40,7 +40,7 @@ def say(rows, question: str) -> None:
         st.text("no runs pair up for this question")
         return
     rows = rows.set_index("shots").loc[shots_order(rows["shots"])].reset_index()
-    st.text("\n".join(f"{shots_label(r['shots']):>10}: {E.verdict(r)}" for _, r in rows.iterrows()))
+    st.text("\n".join(f"{shots_label(r['shots']):>10}: {E.verdict(r, metric=metric)}" for _, r in rows.iterrows()))
 
 
 st.subheader("The paper's questions")

@@ -33,8 +33,8 @@ ds = db.dataset_select(df, left)
 shots = db.shot_select(df[df["dataset"] == ds], right)
 
 charts.show(plots.headline_figure(df, ds, shots), "headline")
-st.caption("Mean over seeds with a 95% t-interval band (no band for a single seed). Dashed: random pruning "
-           "at the same sparsity. Remaining weights count all prunable weights (conv + linear).")
+st.caption(f"{plots.AGGREGATE_NOTE}. Dashed: random pruning at the same sparsity. Remaining weights count all "
+           "prunable weights (conv + linear).")
 
 st.subheader("What the store holds")
 st.dataframe(plots.summary(df), hide_index=True, width="stretch")

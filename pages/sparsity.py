@@ -65,8 +65,7 @@ clicked = [p["customdata"][0] for p in (event.selection.points if event else [])
            if isinstance(p.get("customdata"), list) and db.is_hash(p["customdata"][0])]
 if clicked:
     st.switch_page("pages/run_detail.py", query_params={"hash": clicked[0]})
-st.caption(f"{len(sel)} runs. Mean over seeds (over families when there are several: the family is the unit); "
-           "band = 95% t-interval (none with one replicate); hover for exact numbers and run counts. x: remaining "
+st.caption(f"{len(sel)} runs. {plots.AGGREGATE_NOTE}; hover for exact numbers and run counts. x: remaining "
            "prunable weights (all conv + linear), log scale, denser on the left."
            + (" Turn on *Every run* and click a point to open that run." if not runs else " Click a point to open its run."))
 

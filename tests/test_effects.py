@@ -228,6 +228,8 @@ def test_verdict_text():
     assert verdict({**base, "p_holm": float("nan")}).startswith("not testable")
     assert "6 families (family as unit)" in verdict({**base, "p_holm": 0.01})
     assert "1 family (seed as unit)" in verdict({**base, "p_holm": 0.01, "n_families": 1, "unit": "seed"})
+    assert "estimate -0.1000 [-0.2000, -0.0100]" in verdict({**base, "p_holm": 0.01}, metric="nll")
+    assert "estimate -10.00 pts [-20.00, -1.00]" in verdict({**base, "p_holm": 0.01}, metric="accuracy")
 
 
 def test_cli_json_matches_scipy_on_bundle(capsys):

@@ -237,14 +237,26 @@ def _effects_one(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out[COLUMNS].reset_index(drop=True)
 
 
-def verdict(row: pd.Series | dict, alpha: float = 0.05) -> str:
-    """One plain-language line generated from a row's numbers."""
+PERCENT_METRICS = ("accuracy", "ece", "mce", "ts_ece", "ts_mce")
+
+
+def points_scale(metric: str | None) -> float:
+    """Accuracy and calibration errors are fractions in the records and stated in percentage
+    points wherever a person reads them; NLL and Brier are stated as they are."""
+    return 100.0 if metric in PERCENT_METRICS else 1.0
+
+
+def verdict(row: pd.Series | dict, alpha: float = 0.05, metric: str | None = None) -> str:
+    """One plain-language line generated from a row's numbers (in points for ``metric`` when it
+    is a percentage, so it reads like the table and the charts beside it)."""
     p = row["p_holm"]
     if p != p:  # NaN: fewer than two replicates
         return "not testable (fewer than two replicates)"
     status = "detected" if p < alpha else "not detected"
-    return (f"{status} at {100 * alpha:g}% after Holm: estimate {row['estimate']:+.4f} "
-            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], p_holm = {p:.3g}, "
+    k = points_scale(metric)
+    unit, digits = (" pts", 2) if k == 100 else ("", 4)
+    return (f"{status} at {100 * alpha:g}% after Holm: estimate {k * row['estimate']:+.{digits}f}{unit} "
+            f"[{k * row['ci_low']:+.{digits}f}, {k * row['ci_high']:+.{digits}f}], p_holm = {p:.3g}, "
             f"{row['n_families']} famil{'y' if row['n_families'] == 1 else 'ies'} ({row['unit']} as unit)")
 
 

@@ -24,10 +24,6 @@ CLAIMS = [  # (title, metric, method, contrast, how to read the sign)
 ]
 
 
-def _pct(metric: str) -> float:
-    return 100.0 if metric in ("accuracy", "ece", "mce", "ts_ece", "ts_mce") else 1.0
-
-
 def claim_table(df: pd.DataFrame, dataset: str | None = None) -> str:
     lines = ["| claim | shots | estimate [95% CI] | Holm p | verdict | families (unit) |", "|---|---|---|---|---|---|"]
     cache: dict[str, pd.DataFrame] = {}
@@ -37,7 +33,8 @@ def claim_table(df: pd.DataFrame, dataset: str | None = None) -> str:
         if rows.empty:
             lines.append(f"| {title} | | unavailable in these records | | | |")
             continue
-        k, unit = _pct(metric), " pts" if _pct(metric) == 100 else ""
+        k = E.points_scale(metric)
+        unit = " pts" if k == 100 else ""
         rows = rows.set_index("shots").loc[shots_order(rows["shots"])].reset_index()
         for i, r in rows.iterrows():
             verdict = "not testable" if r["p_holm"] != r["p_holm"] else ("**detected**" if r["p_holm"] < 0.05 else "not detected")

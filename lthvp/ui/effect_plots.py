@@ -6,10 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from lthvp.analysis.effects import points_scale
 from lthvp.analysis.report import shots_label, shots_order
 from lthvp.ui.plots import METHOD_COLORS, METHOD_NAMES
-
-PERCENT_METRICS = {"accuracy", "ece", "mce", "ts_ece", "ts_mce"}
 
 
 def _fmt_p(p) -> str:
@@ -18,7 +17,7 @@ def _fmt_p(p) -> str:
 
 def forest_figure(rows: pd.DataFrame, title: str, metric: str, height: int | None = None) -> go.Figure:
     """Rows of :func:`lthvp.analysis.effects.effects`; y = shots (x method), x = estimate with its CI."""
-    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    scale = points_scale(metric)
     unit = " (points)" if scale == 100.0 else ""
     fig = go.Figure()
     order = shots_order(rows["shots"].unique()) if not rows.empty else []

@@ -1,7 +1,7 @@
 """Pure figure builders: results table / records -> plotly Figure. No Streamlit in here.
 
 Conventions: x = remaining prunable weights in % on a log axis, one tick per IMP level labelled
-``L3 51.2%``; mean over seeds with a 95% t-interval band (no band for a single seed); the
+``L3 51.2%``; the mean and band of AGGREGATE_NOTE (the family is the unit when there are several); the
 random-pruning arm is dashed. Reliability diagrams are drawn from the stored bin table, and the
 ECE printed on a panel is computed from that same table.
 """
@@ -22,6 +22,9 @@ METRICS = {  # name -> (label, shown in percent, lower is better)
     "nll": ("NLL", False, True),
     "brier": ("Brier score", False, True),
 }
+# What every aggregated curve draws (report.aggregate): the captions under the charts say it with these words.
+AGGREGATE_NOTE = ("Mean over seeds (over families when there are several: the family is the unit); "
+                  "band = 95% t-interval (none with one replicate)")
 METHOD_NAMES = {"vp": "VP", "map": "mapping only", "lp": "LP", "vp-lp": "VP - LP", "vp-map": "VP - mapping only"}
 METHOD_COLORS = {"vp": "#1f77b4", "map": "#7f7f7f", "lp": "#d62728", "vp-lp": "#9467bd", "vp-map": "#2ca02c"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
