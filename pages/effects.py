@@ -80,4 +80,6 @@ st.subheader("All contrasts")
 st.dataframe(table, hide_index=True)
 st.download_button("Download CSV", table.to_csv(index=False), file_name=f"effects_{ds}_{metric}.csv")
 st.caption("Filled markers: detected at 5% after Holm's correction across the shot counts of one question; "
-           "open markers: not detected. Hover for p, Holm p and the number of families and runs.")
+           "open markers: not detected. The bars are each contrast's own 95% t-interval, not adjusted for the "
+           "other shot counts, so a bar can miss zero while its Holm p stays above 0.05. Hover for p, Holm p "
+           "and the number of families and runs.")
