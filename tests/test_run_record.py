@@ -4,6 +4,7 @@ through JSON, validates what it reads, and a real run produces it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -28,6 +29,16 @@ def test_round_trip_and_validation():
         RunRecord.from_json({**raw, "metrics": {**raw["metrics"], "accuracy": 1.5}})
     with pytest.raises(dataclasses.FrozenInstanceError):
         rec.hash = "0" * 16
+
+
+def test_the_shallow_view_the_store_writes_is_the_json_form():
+    """The store writes ``serialisable()`` (no copy); it must say exactly what ``to_json()`` says,
+    and ``to_json()`` stays a copy a caller may change."""
+    rec = RunRecord.from_json(make_record(5))
+    assert json.dumps(rec.serialisable()) == json.dumps(rec.to_json())
+    copy = rec.to_json()
+    copy["metrics"]["accuracy"] = 0.0
+    assert rec.metrics["accuracy"] != 0.0
 
 
 def test_a_real_run_builds_a_valid_record(tmp_path):

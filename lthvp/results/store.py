@@ -65,7 +65,7 @@ class ResultStore:
     def _write(self, records: list[RunRecord]) -> None:
         with self.cache.transact():
             for record in records:
-                document = record.to_json()
+                document = record.serialisable()
                 self.cache.set(f"result:{record.hash}", json.dumps(document, allow_nan=False))
                 self.cache.set(f"row:{record.hash}", json.dumps(flat_row(document), allow_nan=False))
             if records:
