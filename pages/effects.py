@@ -45,9 +45,11 @@ def say(rows, question: str) -> None:
 
 st.subheader("The paper's questions")
 slopes = table[table["contrast"] == "slope"]
-say(slopes[slopes["method"] == "vp"], "Does sparsity change VP? (slope per halving of the remaining weights)")
+say(slopes[slopes["method"] == "vp"],
+    "Does sparsity change VP? (slope per halving of the remaining weights: negative = sparsity hurts)")
 say(slopes[slopes["method"] == "lp"], "Does sparsity change LP?")
-say(table[table["contrast"] == "vp-lp_slope"], "Does sparsity cost VP more than LP? (VP slope - LP slope)")
+say(table[table["contrast"] == "vp-lp_slope"],
+    "Does sparsity cost VP more than LP? (VP slope - LP slope: negative = VP loses more)")
 vp_map = table[table["contrast"] == "vp-map_L0"]
 if not vp_map.empty:
     say(vp_map, "Does the prompt itself help on the dense model? (VP - mapping only, L0)")

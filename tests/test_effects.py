@@ -299,9 +299,20 @@ def test_findings_state_each_claim_with_its_verdict_and_prompt_movement():
     vp_lp = next(line for line in text.splitlines() if line.startswith("| Sparsity costs VP more than LP"))
     estimate = float(vp_lp.split("|")[3].split()[0])
     assert "**detected**" in vp_lp and -4.5 < estimate < -3.5  # true gap -0.04 per halving = -4 points
+    assert "against the claim" not in vp_lp
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "/255" not in line}
     assert "25.5 (25.5-25.5)" in rows["1"] and "45.9 (45.9-45.9)" in rows["1"]  # 255 * 0.10 at L0, 255 * 0.18 at L8
     assert rows["1"].rstrip(" |").endswith("12 / 12")  # the runs behind each level's cell: 4 families x 3 seeds
+
+
+def test_a_detected_effect_against_the_claim_says_so():
+    from lthvp.analysis.findings import claim_verdict
+
+    assert claim_verdict(0.001, -0.03, -1) == "**detected**"  # VP loses more, as the paper claims
+    assert claim_verdict(0.001, +0.03, -1) == "**detected, against the claim**"
+    assert claim_verdict(0.001, +0.03, 0) == "**detected**"  # a two-sided question has no wrong side
+    assert claim_verdict(0.2, +0.03, -1) == "not detected"
+    assert claim_verdict(float("nan"), +0.03, -1) == "not testable"
 
 
 def test_family_keys_are_idempotent_and_the_pairing_is_shared_with_the_plots():

@@ -10,24 +10,34 @@ import pandas as pd
 from lthvp.analysis import effects as E
 from lthvp.analysis.report import shots_order
 
-CLAIMS = [  # (title, metric, method, contrast, how to read the sign)
+CLAIMS = [  # (title, metric, method, contrast, how to read the sign, the sign the claim predicts; 0: either)
     ("Sparsity costs VP more than LP (accuracy)", "accuracy", "vp-lp", "vp-lp_slope",
-     "VP slope - LP slope, per halving of the remaining weights; negative = VP loses more"),
-    ("Sparsity changes VP accuracy", "accuracy", "vp", "slope", "per halving; negative = sparsity hurts"),
-    ("Sparsity changes LP accuracy", "accuracy", "lp", "slope", "per halving; negative = sparsity hurts"),
-    ("Sparsity worsens VP calibration (ECE)", "ece", "vp", "slope", "per halving; positive = worse calibration"),
-    ("Sparsity worsens LP calibration (ECE)", "ece", "lp", "slope", "per halving; positive = worse calibration"),
-    ("... after temperature scaling on validation (VP ECE)", "ts_ece", "vp", "slope", "per halving"),
-    ("... after temperature scaling on validation (LP ECE)", "ts_ece", "lp", "slope", "per halving"),
+     "VP slope - LP slope, per halving of the remaining weights; negative = VP loses more", -1),
+    ("Sparsity changes VP accuracy", "accuracy", "vp", "slope", "per halving; negative = sparsity hurts", 0),
+    ("Sparsity changes LP accuracy", "accuracy", "lp", "slope", "per halving; negative = sparsity hurts", 0),
+    ("Sparsity worsens VP calibration (ECE)", "ece", "vp", "slope", "per halving; positive = worse calibration", 1),
+    ("Sparsity worsens LP calibration (ECE)", "ece", "lp", "slope", "per halving; positive = worse calibration", 1),
+    ("... after temperature scaling on validation (VP ECE)", "ts_ece", "vp", "slope", "per halving", 0),
+    ("... after temperature scaling on validation (LP ECE)", "ts_ece", "lp", "slope", "per halving", 0),
     ("The prompt helps beyond its label mapping (dense model)", "accuracy", "vp-map", "vp-map_L0",
-     "VP - mapping only with the prompt frozen, level 0"),
+     "VP - mapping only with the prompt frozen, level 0", 1),
 ]
+
+
+def claim_verdict(p_holm: float, estimate: float, predicted_sign: int, alpha: float = 0.05) -> str:
+    """Detected or not; a detected effect of the sign opposite to the claim's says so, because
+    "detected" beside a claim reads as support for it."""
+    if p_holm != p_holm:
+        return "not testable"
+    if p_holm >= alpha:
+        return "not detected"
+    return "**detected**" if predicted_sign * estimate >= 0 else "**detected, against the claim**"
 
 
 def claim_table(df: pd.DataFrame, dataset: str | None = None) -> str:
     lines = ["| claim | shots | estimate [95% CI] | Holm p | verdict | families (unit) |", "|---|---|---|---|---|---|"]
     cache: dict[str, pd.DataFrame] = {}
-    for title, metric, method, contrast, reading in CLAIMS:
+    for title, metric, method, contrast, reading, sign in CLAIMS:
         table = cache.setdefault(metric, E.effects(df, metric, dataset))
         rows = table[(table["method"] == method) & (table["contrast"] == contrast)] if not table.empty else table
         if rows.empty:
@@ -37,16 +47,17 @@ def claim_table(df: pd.DataFrame, dataset: str | None = None) -> str:
         unit = " pts" if k == 100 else ""
         rows = rows.set_index("shots").loc[shots_order(rows["shots"])].reset_index()
         for i, r in rows.iterrows():
-            verdict = "not testable" if r["p_holm"] != r["p_holm"] else ("**detected**" if r["p_holm"] < 0.05 else "not detected")
+            verdict = claim_verdict(r["p_holm"], r["estimate"], sign)
             lines.append(f"| {f'{title} ({reading})' if i == 0 else ''} | {r['shots']} | {k * r['estimate']:+.2f}{unit} "
                          f"[{k * r['ci_low']:+.2f}, {k * r['ci_high']:+.2f}] | {r['p_holm']:.3g} | {verdict} | "
                          f"{r['n_families']} ({r['unit']}) |")
     low = E.low_vs_full(df, "accuracy", dataset)
     if low:
         p = low["p"]
+        said = claim_verdict(p, low["estimate"], -1).replace("**", "")  # the claim: the gap is widest at low data
         lines += ["", f"*Most at low data* (the VP - LP slope gap at the fewest shots minus at full data, accuracy): "
                       f"{100 * low['estimate']:+.2f} pts [{100 * low['ci_low']:+.2f}, {100 * low['ci_high']:+.2f}], "
-                      f"p = {p:.3g} (single test), {'detected' if p < 0.05 else 'not detected'} at 5%; "
+                      f"p = {p:.3g} (single test), {said} (at 5%); "
                       f"{low['n_families']} families ({low['unit']} as unit)."]
     return "\n".join(lines)
 
