@@ -115,10 +115,9 @@ def test_cli_serves_a_shipped_cell_from_a_fresh_store(tmp_path, capsys):
     rec = next(r.to_json() for r in read_bundle(REPO_ROOT / "cache" / "mini_digits.zip")
                if r.config["method"] == "vp" and r.config["level"] == 4 and r.config["arm"] == "ticket")
     c = rec["config"]
-    family = "legacy" if c.get("family") is None else str(c["family"])
-    budget = ["--steps", str(c["steps"])] if c.get("steps") else ["--epochs", str(c["epochs"])]  # v2 / v1
-    code = main(["run", "--family", family, "--method", "vp", "--level", "4", "--shots", str(c["shots"]),
-                 "--seed", str(c["seed"]), *budget, "--json", "--quiet", "--store", str(tmp_path / "s")])
+    code = main(["run", "--family", str(c["family"]), "--method", "vp", "--level", "4", "--shots", str(c["shots"]),
+                 "--seed", str(c["seed"]), "--steps", str(c["steps"]), "--json", "--quiet",
+                 "--store", str(tmp_path / "s")])
     out = _json.loads(capsys.readouterr().out)
     assert code == 0 and out["cached"] is True and out["hash"] == rec["hash"]
     assert out["accuracy"] == rec["metrics"]["accuracy"]

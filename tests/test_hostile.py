@@ -331,9 +331,9 @@ def test_oversize_record_and_bundle(populated, tmp_path, monkeypatch):
 def test_v1_fixture_and_shipped_bundle_import_with_every_value_unchanged(tmp_path):
     from lthvp.results.record_schema import FIELDS
 
-    # the v1 fixture holds 294 results; the shipped bundle is whichever study ships now
+    # the retired v1 study (294 results) and the shipped v2 study (1,260)
     for bundle, count in ((Path(__file__).parent / "fixtures" / "mini_digits_v1.zip", 294),
-                          (REPO / "cache" / "mini_digits.zip", None)):
+                          (REPO / "cache" / "mini_digits.zip", 1260)):
         if not bundle.exists():
             continue
         with zipfile.ZipFile(bundle) as zf:
@@ -345,7 +345,7 @@ def test_v1_fixture_and_shipped_bundle_import_with_every_value_unchanged(tmp_pat
                         r["prompt_png"] = base64.b64encode(zf.read(r.pop("prompt"))).decode()
                     raw[r["hash"]] = r
         s = ResultStore(tmp_path / bundle.stem)
-        assert s.import_bundle(bundle) == len(raw) == (count or len(raw))
+        assert s.import_bundle(bundle) == len(raw) == count
         # every value as it was; the store keeps RunRecord's JSON form, where an absent field reads as null
         given = {h: {k: v for k, v in r.items() if v is not None} for h, r in raw.items()}
         assert all({k: v for k, v in s.get(h).items() if v is not None} == given[h] for h in raw)
