@@ -43,3 +43,48 @@ def test_a_field_added_later_keeps_old_hashes():
     for r in read_bundle(FIXTURE):
         assert Grown.from_dict(r.config).hash() == r.hash
     assert Grown(temperature_scaling="val").hash() != Grown().hash() == RunConfig().hash()
+
+
+# -- one type per value: equal configs hash equal, and only equal configs do ------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+SHOTS = st.one_of(st.integers(1, 50), st.sampled_from(["full", "FULL", " Full ", "5", "10"]))
+LRS = st.one_of(st.none(), st.integers(1, 5), st.sampled_from([0.01, 0.1, 1.0, 2.0, 1e-3]))
+
+
+@st.composite
+def configs(draw):
+    method = draw(st.sampled_from(["vp", "lp", "map"]))
+    lr = draw(st.one_of(LRS, st.just(0), st.just(0.0), st.just(-0.0)) if method == "map" else LRS)
+    return RunConfig(method=method, shots=draw(SHOTS), lr=lr, level=draw(st.integers(0, 3)),
+                     seed=draw(st.integers(0, 3)), epochs=draw(st.one_of(st.none(), st.integers(1, 3))),
+                     family=draw(st.one_of(st.none(), st.integers(0, 2))))
+
+
+def _twin(cfg: RunConfig) -> RunConfig:
+    """The same config spelled with other types where Python calls them equal (1 vs 1.0, 5 vs '5')."""
+    lr = cfg.lr if cfg.lr is None or cfg.lr != int(cfg.lr) else int(cfg.lr)
+    shots = str(cfg.shots).upper() if cfg.shots == "full" else str(cfg.shots)
+    return RunConfig(**{**cfg.to_dict(), "lr": lr, "shots": shots})
+
+
+@settings(max_examples=300, deadline=None)
+@given(configs(), configs())
+def test_equal_configs_hash_equal_and_only_they(a, b):
+    assert (a == b) == (a.hash() == b.hash())
+    assert _twin(a) == a and _twin(a).hash() == a.hash()
+
+
+def test_integer_and_float_spellings_name_one_result():
+    assert RunConfig(lr=1).hash() == RunConfig(lr=1.0).hash()  # was 51d12126... vs b90245aa...
+    assert RunConfig(lr=1).lr == 1.0 and type(RunConfig(lr=1).lr) is float
+    assert RunConfig(method="map", lr=-0.0).hash() == RunConfig(method="map", lr=0).hash()
+    assert RunConfig(shots="5").hash() == RunConfig(shots=5).hash()
+
+
+def test_shipped_bundles_keep_every_hash():
+    shipped = Path(__file__).parent.parent / "cache" / "mini_digits.zip"
+    for bundle in (FIXTURE, shipped):
+        for r in read_bundle(bundle):
+            assert RunConfig.from_dict(r.config).hash() == r.hash

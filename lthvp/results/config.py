@@ -19,6 +19,7 @@ MAPPINGS = ("ilm", "flm", "rlm")
 ASSIGNMENTS = ("greedy", "hungarian")
 ARMS = ("ticket", "random")
 FULL = "full"
+MAX_LR = 1e300  # finite as a float, so float(lr) never overflows (an int lr may be huge)
 MAX_LEVEL = 100  # IMP levels: 0.8 ** 100 of the weights would be ~2e-10
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # preset and dataset names
 
@@ -65,6 +66,11 @@ class RunConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "shots", parse_shots(self.shots))
+        self._validate()
+        if self.lr is not None:  # one type per value: equal configs must hash equal (lr=1 == lr=1.0; -0.0 == 0.0)
+            object.__setattr__(self, "lr", float(self.lr) + 0.0)
+
+    def _validate(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
         if self.mapping not in MAPPINGS:
@@ -89,7 +95,7 @@ class RunConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"{name} must be an integer >= {low} (or unset for the preset default), got {value!r}")
         if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
-                                    or not 0 <= self.lr < float("inf")):
+                                    or not 0 <= self.lr < MAX_LR):
             raise ValueError(f"lr must be a finite number > 0 (0 only for the mapping-only baseline, method map), "
                              f"got {self.lr!r}")
         if self.lr == 0 and self.method != "map":
