@@ -228,7 +228,7 @@ DATASETS: dict[str, DatasetSpec] = {
 _LOADED: dict[tuple[str, str], TargetData] = {}
 # Modules that register more targets into DATASETS (plugins depend on this module, not the
 # reverse); imported on first use so that this module never imports them at load time.
-PLUGINS = ("lthvp.data.paper_data",)
+PLUGINS = ("lthvp.data.paper_data", "lthvp.data.sources")
 
 
 def registered() -> dict[str, DatasetSpec]:

@@ -152,7 +152,7 @@ def build_family(preset: Preset, directory: str | Path | None = None, levels: in
 
     if not w.has(0):
         t0 = time.time()
-        model = build_model(preset.arch, 10)
+        model = build_model(preset.arch, len(load_dataset(s.source_dataset).classes))
         masks = dense_masks(model, s.ignore)
         curve = []
 
