@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from lthvp.adapt.probing import LPSettings, extract_features, train_linear_head
 from lthvp.adapt.prompting import PadPrompt, VPSettings, train_vp

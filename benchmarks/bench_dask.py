@@ -8,12 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lthvp.compute.dask_sweep import dask_sweep  # noqa: E402
 from lthvp.compute.runner import run  # noqa: E402

@@ -17,14 +17,11 @@ import argparse
 import contextlib
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from lthvp.adapt.prompting import PadPrompt, count_matrix
 from lthvp.tickets.models import build_model, freeze, model_spec
 

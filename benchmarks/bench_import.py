@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from lthvp.results.run_record import RunRecord  # noqa: E402
 from lthvp.results.store import ResultStore  # noqa: E402

@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from lthvp.data.datasets import load_dataset, resize  # noqa: E402
 from lthvp.tickets.models import build_model, freeze, model_spec  # noqa: E402

@@ -9,10 +9,7 @@ accuracy, so the bf16 passes stay off (``VPSettings.bf16_passes=False``).
     .venv/bin/python benchmarks/vp_bf16_agreement.py
 """
 import itertools
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lthvp.analysis.pairing import selected_hashes  # noqa: E402
 from lthvp.results.store import ResultStore  # noqa: E402

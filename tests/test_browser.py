@@ -49,7 +49,7 @@ def server(tmp_path_factory):
     port = free_port()
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
     env = dict(os.environ, LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="1", OMP_NUM_THREADS="1",
-               LTHVP_WORKER_THREADS="1", PYTHONPATH=str(REPO))
+               LTHVP_WORKER_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],

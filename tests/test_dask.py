@@ -256,3 +256,46 @@ def test_worker_dask_options_are_validated(tmp_path, capsys):
     assert main(["worker", "--in-flight", "2", "--once", "--store", str(tmp_path / "s")]) == 2
     assert "need --dask" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # refused before any store was opened
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_standing_cluster_needs_no_pythonpath(tmp_path):
+    """The installed package is all a standing cluster needs: `dask scheduler` and `dask worker`
+    started as the docs say, outside the repository and with no PYTHONPATH, run an
+    `lthvp sweep --dask` (the console script) to the end."""
+    import shutil
+    import subprocess
+    import time
+
+    bin_dir = os.path.dirname(sys.executable)
+    dask, lthvp = os.path.join(bin_dir, "dask"), shutil.which("lthvp", path=bin_dir)
+    assert lthvp, "the lthvp console script is missing: pip install -e ."
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", LTHVP_FEATURES=str(tmp_path / "features"), LTHVP_BUNDLES=str(tmp_path / "none"))
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+                               "127.0.0.1:0"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(3)
+        procs.append(subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                       "--dashboard-address", "127.0.0.1:0"], cwd=tmp_path, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        out = subprocess.run([lthvp, "sweep", "--family", "legacy", "--method", "lp", "--level", "0", "--shots", "1",
+                              "--seed", "4", "--epochs", "1", "--dask", address, "--store", str(tmp_path / "s")],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert resolve(tiny(level=0, seed=4)).hash() in ResultStore(tmp_path / "s").hashes()
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)

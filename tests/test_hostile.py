@@ -454,7 +454,7 @@ def test_sigterm_puts_the_running_job_back_in_the_queue(tmp_path):
     queue = JobQueue.for_store(store_dir)
     sub = queue.submit(RunConfig(method="lp", epochs=1, seed=3))
     proc = subprocess.Popen([sys.executable, "-c", TERM_SCRIPT, str(store_dir)], stdout=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
+                            env=dict(os.environ), start_new_session=True)
     try:
         deadline = time.time() + 30
         while (queue.get(sub.job_id)["state"] != RUNNING or not queue.get(sub.job_id)["progress"]) \

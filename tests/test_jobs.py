@@ -151,7 +151,7 @@ WORKER_SCRIPT = textwrap.dedent("""
 
 
 def spawn_worker(store_dir, log, delay):
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     code = WORKER_SCRIPT.format(tests=str(REPO / "tests"))
     return subprocess.Popen([sys.executable, "-c", code, str(store_dir), str(log), str(delay)], env=env,
                             start_new_session=True)
@@ -224,7 +224,7 @@ def test_cli_worker_runs_a_real_job(store_dir):
     store = ResultStore(store_dir)
     queue = JobQueue.for_store(store_dir)
     sub = queue.submit(cfg(seed=0, epochs=1), user="ci")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", LTHVP_WORKER_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LTHVP_WORKER_THREADS="1")
     out = subprocess.run([sys.executable, "-m", "lthvp", "worker", "--store", str(store_dir), "--once"],
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

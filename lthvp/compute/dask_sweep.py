@@ -2,9 +2,10 @@
 
 Workers compute, the client stores: each task runs :func:`run_task` (one ``run(cfg, store=None)``)
 on a worker and returns the plain-JSON record; the client is the only writer of the results
-store and puts each record as it arrives, once. Workers need the repository (on PYTHONPATH), the
-ticket files and the datasets, nothing else; a standalone scheduler needs the repository on its
-PYTHONPATH too (it unpickles the task, i.e. imports ``lthvp.compute.dask_sweep``). See docs/DISTRIBUTED.md.
+store and puts each record as it arrives, once. Workers need the package installed
+(``pip install -e .``), the ticket files and the datasets, nothing else; a standalone scheduler
+needs the package too (it unpickles the task, i.e. imports ``lthvp.compute.dask_sweep``). See
+docs/DISTRIBUTED.md.
 
 Retries: a task that raises is retried ``retries`` times (``client.submit(retries=...)``); a task
 whose worker process dies is rescheduled on another worker by the scheduler, up to

@@ -79,7 +79,6 @@ def start_worker(directory: Path, threads: int | None = None, once: bool = True)
     n = threads or max(1, (os.cpu_count() or 2) - 1)
     env.setdefault("OMP_NUM_THREADS", str(n))
     env.setdefault("LTHVP_WORKER_THREADS", str(n))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     log = open(logs / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log", "ab")
     cmd = [sys.executable, "-m", "lthvp", "worker", "--store", str(directory)] + (["--once"] if once else [])
     proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
