@@ -70,9 +70,21 @@ def test_writer_refuses_other_settings(tmp_path):
 
 
 def test_naming_rules():
+    from lthvp.results.config import ARMS
+    from lthvp.tickets.families import ARM_KEYS, level_file_name
+
     assert family_dir(MINI.family_dir, None) == MINI.family_dir
     assert family_dir(MINI.family_dir, 2).name == "family_2"
     assert random_arm_seed(0, 3) == 3 and random_arm_seed(2, 3) == 2003
+    # shipped names never change; compression arms are named after their arm
+    assert level_file_name(3) == "level_3.safetensors" and level_file_name(3, "random") == "random_level_3.safetensors"
+    assert (ARM_KEYS["ticket"], ARM_KEYS["random"]) == ("levels", "random_levels")
+    assert level_file_name(3, "oneshot") == "oneshot_level_3.safetensors" and ARM_KEYS["quant4"] == "quant4_levels"
+    assert set(ARM_KEYS) == set(ARMS)  # every arm a run can name has a family table
+    with pytest.raises(ValueError, match="unknown arm"):
+        level_file_name(1, "pruned")
+    with pytest.raises(ValueError, match="unknown arm"):
+        TicketFamily(MINI.family_dir).levels("pruned")
 
 
 def test_ticket_file_v2_is_lossless_smaller_and_reads_v1(tmp_path):

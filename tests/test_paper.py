@@ -180,6 +180,67 @@ def test_resnet50_vp_and_lp_step_small_resolution():
     assert remaining_fraction(model) < 0.6
 
 
+def test_resnet50_structured_and_quantized_through_the_compression_functions():
+    """Filter pruning (conv1 and conv2 of every Bottleneck) and int8/int4 weights on a random-init
+    ResNet-50 with stem and head dense, as the paper families keep them."""
+    from lthvp.tickets.compression import (check_structured, dead_channels, fake_quantize_, structured_masks,
+                                           zero_pruned_bn)
+    from lthvp.tickets.sparsity import assert_masked, dense_masks, imp_kept_count
+
+    torch.manual_seed(0)
+    model = build_model("resnet50").eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # trained-looking BatchNorm, so silent channels are silent because they were made so
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.bias.copy_(torch.randn(m.num_features, generator=g))
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+    total = sum(m.numel() for m in dense_masks(model, paper.DEFAULT_IGNORE).values())
+    plan = structured_masks(model, imp_kept_count(total, 8), paper.DEFAULT_IGNORE)
+    assert len(plan.groups) == 32 and {g.conv.rsplit(".", 1)[1] for g in plan.groups} == {"conv1", "conv2"}
+    assert "conv1.weight" not in plan.masks and "fc.weight" not in plan.masks
+    assert abs(plan.kept - plan.target) <= plan.tolerance and plan.kept == sum(int(m.sum()) for m in plan.masks.values())
+    apply_masks(model, plan.masks)
+    zero_pruned_bn(model, plan.masks, plan.groups)
+    check_structured(model, plan.masks, plan.groups)
+    mods = dict(model.named_modules())
+    outs = {}
+    hooks = [mods[g.bn].register_forward_hook(lambda m, i, o, n=g.bn: outs.__setitem__(n, o)) for g in plan.groups]
+    with torch.no_grad():
+        model(torch.rand(2, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert all(torch.count_nonzero(outs[g.bn][:, dead_channels(plan.masks, g)]) == 0 for g in plan.groups)
+    with pytest.raises(ValueError, match="below that floor"):  # downsample convs alone hold ~12% of the weights
+        structured_masks(model, imp_kept_count(total, 10), paper.DEFAULT_IGNORE)
+    before = model.layer3[0].conv2.weight.detach().clone()
+    stats = fake_quantize_(model, 4, plan.masks)
+    assert_masked(model, plan.masks)
+    assert stats["bits_per_weight"] == 4 and stats["quantized_weights"] == total + 9408 + 2048000  # + stem and fc
+    w = model.layer3[0].conv2.weight.detach().flatten(1)
+    assert max(len(torch.unique(row)) for row in w) <= 15
+    scale = before.flatten(1).abs().amax(1) / 7
+    assert bool(((w - before.flatten(1)).abs() <= scale[:, None] / 2 * (1 + 1e-6)).all())
+
+
+@pytest.mark.slow  # ResNet-18 families written to disk: tens of seconds
+def test_paper_compress_cli_adds_arms_to_a_one_shot_family(weights, tmp_path, capsys):
+    paper.one_shot_family(weights, [0, 2], tmp_path / "fam", arch=ARCH)
+    assert paper.main(["compress", "--arm", "quant8", "--out", str(tmp_path / "fam")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert sorted(out["levels"]) == ["0", "2"] and out["levels"]["2"]["bits_per_weight"] == 8
+    assert out["levels"]["2"]["source_test_accuracy"] is None  # no --val-folder: not measured, and said so
+    assert paper.main(["compress", "--arm", "structured_noft", "--out", str(tmp_path / "fam"), "--levels", "2"]) == 0
+    fam = TicketFamily(tmp_path / "fam")
+    model, masks = fam.load(2, "structured_noft")
+    from lthvp.tickets.compression import check_structured, filter_groups
+
+    check_structured(model, masks, filter_groups(model))
+    assert fam.info["structured_noft_levels"]["2"]["remaining"]["without_stem_and_head"] == pytest.approx(0.64, abs=0.002)
+    assert paper.main(["compress", "--arm", "quant8", "--out", str(tmp_path / "fam"), "--levels", "0"]) == 0  # resumes
+    assert fam.info["builder"] == "one_shot" and fam.levels("quant8") == [0, 2]
+
+
 @pytest.mark.parametrize("name", sorted(paper.PAPER_DATASETS))
 def test_absent_dataset_clear_message(name, tmp_path):
     if name in ("cifar10", "svhn"):  # registered by lthvp.data.datasets with its own (equally clear) message

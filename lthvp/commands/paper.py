@@ -6,10 +6,12 @@
   three ways: ``import_family`` (external tickets), ``one_shot_family`` (global magnitude pruning
   of the pre-trained weights to 0.8^L, no retraining), ``imp_family_imagefolder`` (IMP rewinding to
   the pre-trained weights on a user's ImageFolder, CV_LTH recipe, resumable per level).
+* Compression arms of any of these families (``compress``: int8/int4 weights, L1 filter pruning,
+  one-shot magnitude pruning of level 0), through :mod:`lthvp.tickets.arms` like the mini families.
 * Target datasets registered into ``lthvp.data.datasets.DATASETS``: decoded and resized once to a storage
   size (32 or 128), cached as NPZ under the data root, held as uint8 like every other dataset.
 
-CLI: ``python -m lthvp.commands.paper one-shot|import|imp|prepare-data ...`` (see docs/PAPER.md).
+CLI: ``python -m lthvp.commands.paper one-shot|import|imp|compress|prepare-data ...`` (see docs/PAPER.md).
 """
 
 from __future__ import annotations
@@ -95,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=int, default=8)
     q.add_argument("--device", default=None)
 
+    q = sub.add_parser("compress", help="a compression arm of an existing family: quant8/quant4 (its levels with "
+                                        "int8/int4 weights), structured_noft (L1 filter pruning of level 0), "
+                                        "oneshot_noft (one-shot magnitude pruning of level 0 to each level's count)")
+    q.add_argument("--out", type=Path, default=DEFAULT_FAMILY_DIR, help="family directory")
+    q.add_argument("--arm", required=True, choices=["quant8", "quant4", "structured_noft", "oneshot_noft"],
+                   help="no fine-tuning at paper scale (that needs ImageNet training)")
+    q.add_argument("--levels", default=None, help="e.g. 0-10 or 1,3,6 (default: every level of the family)")
+    q.add_argument("--val-folder", type=Path, default=None,
+                   help="ImageNet val as an ImageFolder: record each member's source accuracy (default: not measured)")
+    q.add_argument("--eval-images", type=int, default=10000)
+    q.add_argument("--workers", type=int, default=8)
+    q.add_argument("--device", default=None)
+
     q = sub.add_parser("prepare-data", help="download (if allowed) and decode a target dataset once")
     q.add_argument("datasets", nargs="+", choices=sorted(PAPER_DATASETS))
     q.add_argument("--data-root", type=Path, default=None)
@@ -121,6 +136,18 @@ def main(argv: list[str] | None = None) -> int:
             info = imp_family_imagefolder(args.weights, args.imagefolder, args.out, args.arch, args.levels, recipe,
                                           args.val_folder, num_workers=args.workers, device=args.device,
                                           download=args.download, progress=_say)
+        elif args.cmd == "compress":
+            from lthvp.tickets.arms import build_arm, paper_source
+
+            source = paper_source(args.val_folder, args.eval_images, args.workers, args.device)
+            levels = _parse_levels(args.levels) if args.levels else None
+            info = build_arm(args.out, args.arm, levels, source=source, progress=_say)
+            rows = info[f"{args.arm}_levels"]
+            summary = {L: {"remaining": e["remaining"], "bits_per_weight": e.get("bits_per_weight", 32),
+                           "source_test_accuracy": e["source_test_accuracy"]}
+                       for L, e in sorted(rows.items(), key=lambda kv: int(kv[0]))}
+            print(json.dumps({"family": str(args.out), "arm": args.arm, "levels": summary}, indent=1))
+            return 0
         else:
             root = args.data_root or data_root()
             for name in args.datasets:

@@ -17,8 +17,12 @@ from dataclasses import dataclass
 METHODS = ("vp", "map", "lp")  # "map": VP's label mapping with the prompt frozen at its start
 MAPPINGS = ("ilm", "flm", "rlm")
 ASSIGNMENTS = ("greedy", "hungarian")
-ARMS = ("ticket", "random")
+# "ticket" = IMP, "random" = random pruning at IMP's per-layer counts; the rest are compression arms
+# (lthvp.tickets.arms): one-shot magnitude / L1 filter pruning with and without fine-tuning, int8/int4 weights.
+ARMS = ("ticket", "random", "oneshot", "oneshot_noft", "structured", "structured_noft", "quant8", "quant4")
+PRUNED_ARMS = ("random", "oneshot", "oneshot_noft", "structured", "structured_noft")  # level 0 would be dense
 FULL = "full"
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast for VP's steps and passes (the test pass stays fp32); docs/BENCHMARKS.md
 MAX_LR = 1e300  # finite as a float, so float(lr) never overflows (an int lr may be huge)
 MAX_LEVEL = 100  # IMP levels: 0.8 ** 100 of the weights would be ~2e-10
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # preset and dataset names
@@ -63,6 +67,7 @@ class RunConfig:
     family: int | None = None  # source seed of the ticket family; None = the preset's legacy single family
     steps: int | None = None  # VP optimizer-step budget (epochs derived from it); None = epochs as given
     val_per_class: int | None = None  # k-shot validation drawn from train, disjoint; None = the val split
+    precision: str = "fp32"  # "bf16": VP's training step and mapping/validation passes under bf16 autocast
 
     def __post_init__(self):
         object.__setattr__(self, "shots", parse_shots(self.shots))
@@ -79,6 +84,8 @@ class RunConfig:
             raise ValueError(f"unknown assignment {self.assignment!r}; choose from {ASSIGNMENTS}")
         if self.arm not in ARMS:
             raise ValueError(f"unknown arm {self.arm!r}; choose from {ARMS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lp_input not in ("full", "matched"):
             raise ValueError(f"lp_input must be 'full' or 'matched', got {self.lp_input!r}")
         for name in ("preset", "dataset"):
@@ -104,8 +111,9 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
-        if self.arm == "random" and self.level == 0:
-            raise ValueError("the random-pruning arm needs level >= 1 (level 0 is dense)")
+        if self.arm in PRUNED_ARMS and self.level == 0:
+            name = "random-pruning" if self.arm == "random" else self.arm
+            raise ValueError(f"the {name} arm needs level >= 1 (level 0 is dense)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,7 +1,10 @@
 """Ticket families on disk: one reader, one writer, one naming rule (mini and paper alike).
 
 A family is a directory of per-level ticket files plus ``family.json`` (builder, settings,
-per-level sha256, source accuracy, three-way sparsity, per-layer density). The source seed
+per-level sha256, source accuracy, three-way sparsity, per-layer density). Besides the IMP
+levels ("ticket") and the random arm, compression arms (one-shot magnitude pruning, L1 filter
+pruning, int8/int4 weight quantization; built by :mod:`lthvp.tickets.arms`) are members of the
+same family, addressed (arm, level) and sha256-checked exactly like IMP levels. The source seed
 that trained it is the unit of replication: a preset's families live in
 ``<preset dir>/family_<seed>/``; the preset directory itself holds the legacy single family.
 """
@@ -18,15 +21,28 @@ from lthvp.tickets.sparsity import Masks, assert_masked
 from lthvp.tickets.ticketfile import file_sha256, load_ticket_file, save_ticket_file
 
 FAMILY_FILE = "family.json"
-ARM_KEYS = {"ticket": "levels", "random": "random_levels"}
+# arm -> its table in family.json. The first two names are the shipped format and never change.
+ARM_KEYS = {"ticket": "levels", "random": "random_levels", "oneshot": "oneshot_levels",
+            "oneshot_noft": "oneshot_noft_levels", "structured": "structured_levels",
+            "structured_noft": "structured_noft_levels", "quant8": "quant8_levels", "quant4": "quant4_levels"}
 
 
 class FamilyError(ValueError):
     """A family or level is missing, tampered with, or was built with other settings."""
 
 
+def arm_key(arm: str) -> str:
+    """family.json's table for ``arm`` (a clear error for an unknown arm, not a KeyError)."""
+    try:
+        return ARM_KEYS[arm]
+    except KeyError:
+        raise ValueError(f"unknown arm {arm!r}; choose from {sorted(ARM_KEYS)}") from None
+
+
 def level_file_name(level: int, arm: str = "ticket") -> str:
-    return f"level_{level}.safetensors" if arm == "ticket" else f"random_level_{level}.safetensors"
+    """``level_3.safetensors`` (IMP), ``random_level_3.safetensors``, ``oneshot_level_3.safetensors``..."""
+    arm_key(arm)
+    return f"level_{level}.safetensors" if arm == "ticket" else f"{arm}_level_{level}.safetensors"
 
 
 def random_arm_seed(family_seed: int, level: int) -> int:
@@ -71,7 +87,7 @@ class TicketFamily:
 
     def levels(self, arm: str = "ticket") -> list[int]:
         """Levels recorded in family.json whose file exists."""
-        rows = self.info.get(ARM_KEYS[arm]) or {}
+        rows = self.info.get(arm_key(arm)) or {}
         return sorted(int(lv) for lv in rows if self.level_path(int(lv), arm).exists())
 
     def built(self) -> dict:
@@ -88,10 +104,11 @@ class TicketFamily:
         return out
 
     def entry(self, level: int, arm: str = "ticket") -> dict:
-        rows = self.info.get(ARM_KEYS[arm]) or {}
+        rows = self.info.get(arm_key(arm)) or {}
         if str(level) not in rows or not self.level_path(level, arm).exists():
             built = ", ".join(str(lv) for lv in self.levels(arm)) or "none"
-            raise FileNotFoundError(f"{arm} level {level} is not in the family at {self.directory} (built: {built})")
+            hint = "" if arm in ("ticket", "random") else f"; build it with `python -m lthvp tickets --arm {arm} ...`"
+            raise FileNotFoundError(f"{arm} level {level} is not in the family at {self.directory} (built: {built}){hint}")
         return rows[str(level)]
 
     def verified_path(self, level: int, arm: str = "ticket") -> Path:
@@ -128,12 +145,30 @@ class FamilyWriter(TicketFamily):
         else:
             self._info = {**header, "settings": settings, "levels": {}, "random_levels": {}}
 
+    @classmethod
+    def extend(cls, directory: str | Path, report=None) -> "FamilyWriter":
+        """Open an existing family (any builder) to add members of other arms: its settings are
+        taken as they are, since adding an arm never changes how the IMP levels were built."""
+        info = TicketFamily(directory).info
+        return cls(directory, {"builder": info.get("builder")}, info.get("settings"), report)
+
+    def arm_settings(self, arm: str, settings: dict) -> None:
+        """Record how ``arm``'s members are built (``arm_settings`` in family.json); refuse to add
+        members built another way to an arm that already has some (no mixed recipes in one arm)."""
+        arm_key(arm)
+        settings = json.loads(json.dumps(settings, sort_keys=True))  # as family.json will hold it
+        known = self._info.setdefault("arm_settings", {})
+        if arm in known and known[arm] != settings and self._info.get(arm_key(arm)):
+            raise FamilyError(f"the {arm} arm in {self.directory} was built with other settings ({known[arm]}); "
+                              f"use another family directory or delete that arm's files and entries")
+        known[arm] = settings
+
     @property
     def info(self) -> dict:
         return self._info
 
     def has(self, level: int, arm: str = "ticket") -> bool:
-        return str(level) in self._info[ARM_KEYS[arm]] and self.level_path(level, arm).exists()
+        return str(level) in (self._info.get(arm_key(arm)) or {}) and self.level_path(level, arm).exists()
 
     def save_info(self) -> None:
         path = self.directory / FAMILY_FILE
@@ -151,6 +186,6 @@ class FamilyWriter(TicketFamily):
         path = self.level_path(level, arm)
         save_ticket_file(path, model, masks, arch, {"level": level, "arm": arm})
         entry = {"file": path.name, "sha256": file_sha256(path), **(sparsity or {}), **extra}
-        self._info[ARM_KEYS[arm]][str(level)] = entry
+        self._info.setdefault(arm_key(arm), {})[str(level)] = entry
         self.save_info()
         return entry

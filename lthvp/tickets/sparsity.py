@@ -74,6 +74,39 @@ def global_magnitude_prune(model: nn.Module, masks: Masks | None, fraction: floa
     return out
 
 
+def imp_kept_count(total: int, level: int, fraction: float = 0.2) -> int:
+    """How many of ``total`` prunable weights IMP keeps at ``level``: global_magnitude_prune's own
+    rounding (``round(fraction * alive)`` more pruned, Python's round-half-even) applied level after
+    level. Other arms use it to match IMP's count exactly, not 0.8**L approximately."""
+    if level < 0:
+        raise ValueError(f"level must be >= 0, got {level}")
+    alive = int(total)
+    for _ in range(level):
+        alive -= int(round(fraction * alive))
+    return alive
+
+
+def global_magnitude_keep(model: nn.Module, keep: int, ignore: Iterable[str] = ()) -> Masks:
+    """Keep exactly ``keep`` of the prunable weights (minus ``ignore``): the largest |w| by one
+    global ranking, ties broken by position as in :func:`global_magnitude_prune` (one-shot
+    pruning straight to a given count)."""
+    masks = dense_masks(model, ignore)
+    params = dict(model.named_parameters())
+    names = list(masks)
+    scores = torch.cat([params[n].detach().abs().float().flatten().cpu() for n in names])
+    if not 0 <= keep <= scores.numel():
+        raise ValueError(f"keep must be in [0, {scores.numel()}], got {keep}")
+    kept = torch.ones(scores.numel(), dtype=torch.bool)
+    kept[torch.argsort(scores, stable=True)[:scores.numel() - keep]] = False
+    out: Masks = {}
+    offset = 0
+    for n in names:
+        size = masks[n].numel()
+        out[n] = kept[offset:offset + size].view_as(masks[n]).float()
+        offset += size
+    return out
+
+
 def random_masks_like(masks: Masks, seed: int) -> Masks:
     """Random pruning at equal sparsity: each layer keeps as many weights as ``masks`` does,
     at uniformly random positions (OpenLTH's layerwise random-pruning baseline)."""
