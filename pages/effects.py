@@ -1,6 +1,8 @@
-"""Effects: what the data can claim, with intervals and Holm-corrected p (lthvp.analysis.effects computes;
-this page reads and draws). The ticket family is the unit of replication."""
+"""Effects: what the data can claim, with intervals, corrected p and the minimum detectable effect
+(lthvp.analysis.effects computes; this page reads and draws). Family and seed are crossed random
+factors; the family-mean t-test is shown beside as a sensitivity check."""
 
+import pandas as pd
 import streamlit as st
 
 from lthvp.analysis import effects as E
@@ -31,7 +33,15 @@ level = db.linked(c3, "selectbox", "Level for contrasts", levels, "level", level
 n_fam = int(table["n_families"].max())
 st.caption(f"{n_fam} ticket famil{'y' if n_fam == 1 else 'ies'}; contrasts are paired within (family, seed). "
            + ("With one family, seeds are the replicates: intervals ignore the spread between tickets."
-              if n_fam < 2 else "Intervals and p come from the spread between families."))
+              if n_fam < 2 else "Every family reuses the same seeds (shot samples), so family and seed are crossed "
+              "random factors: intervals and p come from a crossed random-effects model (variance components for "
+              "family, seed and residual; Satterthwaite df). The family-mean t-test is kept as a sensitivity check."))
+report = E.replication_report(df[df["dataset"] == ds] if ds else df)
+if report.empty:
+    st.caption("Replication: every cell holds the same (family, seed) replicates, one run each.")
+else:
+    with st.expander(f"Replication: {len(report)} cell(s) left out or incomplete (never pooled)"):
+        st.dataframe(report, hide_index=True)
 
 
 def say(rows, question: str) -> None:
@@ -53,6 +63,37 @@ say(table[table["contrast"] == "vp-lp_slope"],
 vp_map = table[table["contrast"] == "vp-map_L0"]
 if not vp_map.empty:
     say(vp_map, "Does the prompt itself help on the dense model? (VP - mapping only, L0)")
+
+
+def slopes_with_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each slope beside the per-level estimates it summarises (points for percentages), its MDE
+    and the shape check: a slope carried by the dense level alone is flagged."""
+    k = E.points_scale(metric)
+    out = []
+    for _, r in rows.iterrows():
+        line = {"question": {"vp-lp": "VP - LP"}.get(r["method"], r["method"].upper()), "shots": shots_label(r["shots"]),
+                "slope": k * r["estimate"], "95% CI": f"[{k * r['ci_low']:+.2f}, {k * r['ci_high']:+.2f}]",
+                "corrected p": r["p_adj"], "MDE": k * r["mde"]}
+        line.update({f"L{lv} - L0": k * est for lv, est in E.per_level_estimates(table, r["method"], r["shots"])})
+        line.update({"slope without L0": k * r["slope_wo_L0"], "L0 step p": r["shape_p"],
+                     "carried by L0": bool(r["driven_by_L0"])})
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+slope_rows = table[table["contrast"].isin(["slope", "vp-lp_slope"])]
+if not slope_rows.empty:
+    st.markdown("**Slopes and the levels behind them**")
+    order = {s: i for i, s in enumerate(shots_order(slope_rows["shots"]))}
+    slope_rows = slope_rows.assign(_o=slope_rows["shots"].map(order)).sort_values(["method", "_o"])
+    shown = slopes_with_levels(slope_rows)
+    st.dataframe(shown, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.3g" if c.endswith(" p") else "%+.2f" if c != "MDE" else "%.2f")
+        for c in shown.columns if c not in ("question", "shots", "95% CI", "carried by L0")})
+    st.caption("Per level: L{k} - L0 from the same paired runs. L0 step p tests whether the dense level departs "
+               "from the line through the sparse levels; 'carried by L0' marks a detected slope with such a step "
+               "and no slope over the sparse levels alone. MDE: the smallest effect detected with 80% power at "
+               "the corrected level, from the fitted variance components.")
 
 st.subheader(f"Level L{level} vs dense L0")
 at_level = table[table["contrast"] == f"L{level}-L0"]
@@ -81,7 +122,8 @@ if metric in ("ece", "nll", "brier", "mce"):
 st.subheader("All contrasts")
 st.dataframe(table, hide_index=True)
 st.download_button("Download CSV", table.to_csv(index=False), file_name=f"effects_{ds}_{metric}.csv")
-st.caption("Filled markers: detected at 5% after Holm's correction across the shot counts of one question; "
-           "open markers: not detected. The bars are each contrast's own 95% t-interval, not adjusted for the "
-           "other shot counts, so a bar can miss zero while its Holm p stays above 0.05. Hover for p, Holm p "
-           "and the number of families and runs.")
+st.caption("Filled markers: detected at 5% after Bonferroni's correction across the shot counts of one question "
+           "(p_adj); open markers: not detected. Dark bars: each contrast's own 95% interval; light bars: the "
+           "simultaneous interval over the question's shot counts, which misses zero exactly when the marker is "
+           "filled. Hover for p, the corrected p, the MDE and the family-mean check. Table columns: *_adj = "
+           "simultaneous, *_fm = family-mean t-test, mde = minimum detectable effect (80% power, corrected level).")

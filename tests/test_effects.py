@@ -1,5 +1,7 @@
 """lthvp.analysis.effects against independent computations (scipy/numpy written from scratch here):
-family-as-unit contrasts, slopes, Holm, exact sign flips, power, null calibration, the CLI."""
+crossed family x seed contrasts with the family-mean test beside them, slopes and their shape,
+Holm and Bonferroni, exact sign flips, null calibration, planned replicates, the CLI and the
+shipped v2 bundle."""
 
 import json
 import math
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from lthvp.analysis import effects as E
 from lthvp.analysis.effects import COLUMNS, effects, holm, sign_flip_p, verdict
 
 BUNDLE = Path(__file__).parent / "fixtures" / "mini_digits_v1.zip"
@@ -53,6 +56,34 @@ def family_means(pairs):
     return np.array([np.mean(v) for _, v in sorted(acc.items())])
 
 
+def hand_crossed(pairs):
+    """pairs: {(family, seed): d} on a complete grid -> (estimate, ci_low, ci_high, p) of the crossed
+    model written out with loops: ANOVA mean squares, a negative component set to 0 (its mean
+    square not pooled), Satterthwaite df over the mean squares that remain."""
+    fams, seeds = sorted({f for f, _ in pairs}), sorted({s for _, s in pairs})
+    n_f, n_s = len(fams), len(seeds)
+    y = [[pairs[(f, s)] for s in seeds] for f in fams]
+    grand = sum(map(sum, y)) / (n_f * n_s)
+    fm = [sum(row) / n_s for row in y]
+    sm = [sum(y[i][j] for i in range(n_f)) / n_f for j in range(n_s)]
+    ms_f = n_s * sum((m - grand) ** 2 for m in fm) / (n_f - 1)
+    ms_s = n_f * sum((m - grand) ** 2 for m in sm) / (n_s - 1)
+    ms_e = sum((y[i][j] - fm[i] - sm[j] + grand) ** 2 for i in range(n_f) for j in range(n_s)) / ((n_f - 1) * (n_s - 1))
+    if ms_f > ms_e and ms_s > ms_e:
+        terms = [(ms_f, n_f - 1), (ms_s, n_s - 1), (-ms_e, (n_f - 1) * (n_s - 1))]
+    elif ms_f > ms_e:
+        terms = [(ms_f, n_f - 1)]
+    elif ms_s > ms_e:
+        terms = [(ms_s, n_s - 1)]
+    else:
+        terms = [(ms_e, (n_f - 1) * (n_s - 1))]
+    var = sum(v for v, _ in terms) / (n_f * n_s)
+    dof = sum(v for v, _ in terms) ** 2 / sum(v * v / d for v, d in terms)
+    se = math.sqrt(var)
+    half = stats.t.ppf(0.975, dof) * se
+    return grand, grand - half, grand + half, 2 * stats.t.sf(abs(grand) / se, dof)
+
+
 def t_summary(v):
     res = stats.ttest_1samp(v, 0.0)
     lo, hi = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
@@ -77,16 +108,19 @@ def out(table):
     return effects(table, "accuracy")
 
 
-def test_level_contrast_uses_families_as_units(table, out):
-    """L{k}-L0: paired within (family, seed), averaged over seeds, t-test between families."""
+def test_level_contrast_is_crossed_with_the_family_mean_test_beside(table, out):
+    """L{k}-L0: paired within (family, seed); the crossed family x seed model gives the estimate,
+    interval and p, the t-test between family means (seeds averaged) the *_fm columns."""
     val = lookup(table)
     for arm, k in [("ticket", 8), ("random", 3)]:
         pairs = {(f, s): val[("vp", arm, "5", k, f, s)] - val[("vp", "ticket", "5", 0, f, s)]
                  for f in range(6) for s in range(5)}
-        est, lo, hi, p = t_summary(family_means(pairs))
         row = one(out, method="vp", arm=arm, shots="5", contrast=f"L{k}-L0")
-        assert (row.estimate, row.ci_low, row.ci_high, row.p) == pytest.approx((est, lo, hi, p), rel=1e-9)
-        assert (row.unit, row.n_families, row.n_runs) == ("family", 6, 60)
+        assert (row.estimate, row.ci_low, row.ci_high, row.p) == pytest.approx(hand_crossed(pairs), rel=1e-9)
+        est, lo, hi, p = t_summary(family_means(pairs))
+        assert (row.estimate, row.ci_low_fm, row.ci_high_fm, row.p_fm) == pytest.approx((est, lo, hi, p), rel=1e-9)
+        assert (row.unit, row.n_families, row.n_seeds, row.n_runs) == ("family x seed", 6, 5, 60)
+        assert row.balanced and row.fit == "anova"
 
 
 def test_single_family_uses_seeds_as_units():
@@ -118,9 +152,10 @@ def test_slopes_and_paired_arm_contrasts(table, out):
                                             - val[("map", "ticket", "full", 6, f, s)] for f, s in keys},
     }
     for (method, arm, contrast), pairs in expected.items():
-        est, lo, hi, p = t_summary(family_means(pairs))
         row = one(out, method=method, arm=arm, shots="full", contrast=contrast)
-        assert (row.estimate, row.ci_low, row.ci_high, row.p) == pytest.approx((est, lo, hi, p), rel=1e-7)
+        assert (row.estimate, row.ci_low, row.ci_high, row.p) == pytest.approx(hand_crossed(pairs), rel=1e-7)
+        est, lo, hi, p = t_summary(family_means(pairs))
+        assert (row.ci_low_fm, row.ci_high_fm, row.p_fm) == pytest.approx((lo, hi, p), rel=1e-7)
     assert one(out, method="lp", arm="imp-random", shots="full", contrast="imp-random_L4").estimate == \
         pytest.approx(0.02, abs=0.01)
 
@@ -137,11 +172,16 @@ def hand_holm(p):
     return adj
 
 
-def test_holm_matches_hand_written(out):
-    """p_holm is Holm over the shot counts of one question (test_family), nothing wider."""
+def test_holm_and_bonferroni_match_hand_written(out):
+    """p_holm and p_adj (Bonferroni) run over the shot counts of one question (test_family), nothing
+    wider; the simultaneous intervals excluding 0 are exactly the p_adj < 0.05 rows."""
     assert out.groupby("test_family")["shots"].nunique().max() == 3
     for _, g in out.groupby("test_family"):
         np.testing.assert_allclose(g["p_holm"].to_numpy(), hand_holm(g["p"].to_numpy()), rtol=1e-12)
+        np.testing.assert_allclose(g["p_adj"].to_numpy(), np.minimum(1, len(g) * g["p"].to_numpy()), rtol=1e-12)
+        assert (g["p_holm"] <= g["p_adj"] + 1e-15).all()
+    excludes = (out["ci_low_adj"] > 0) | (out["ci_high_adj"] < 0)
+    assert (excludes == (out["p_adj"] < 0.05)).all() and 0 < excludes.sum() < len(out)
     np.testing.assert_allclose(holm([0.01, np.nan, 0.04, 0.03]), [0.03, np.nan, 0.06, 0.06], rtol=1e-12)
     np.testing.assert_allclose(holm([0.2, 0.3, 0.6]), [0.6, 0.6, 0.6])
     np.testing.assert_allclose(holm([0.3, 0.2]), [0.4, 0.4])
@@ -187,19 +227,23 @@ def test_known_slope_difference_detected():
 
 @pytest.mark.slow  # many simulated studies
 def test_null_calibration():
-    """No effect, between-family variance on the sparsity effect: the t test (families as units)
-    rejects ~5% of the time, the sign-flip test no more than ~5%. 40 shot counts x 10 tables = 400."""
+    """No effect, between-family variance on the sparsity effect and no seed effect: the family-mean
+    t test rejects ~5% of the time, the sign-flip test no more than ~5%, and the crossed model no
+    more than ~5% (conservative here: with the seed component truly 0 its Satterthwaite df shrink
+    whenever the seed mean square happens to exceed the residual's). 40 shot counts x 10 tables."""
     shots = tuple(str(i) for i in range(40))
-    ps, perms = [], []
+    ps, perms, crossed = [], [], []
     for rep in range(10):
         df = make_table(families=8, seeds=3, shots=shots, methods=("vp",), arms=("ticket",), levels=(0, 8),
                         slope={}, noise=0.02, family_sd=0.03, seed=100 + rep)
         rows = effects(df).query("contrast == 'L8-L0'")
         assert len(rows) == 40
-        ps += list(rows.p)
+        ps += list(rows.p_fm)
         perms += list(rows.p_perm)
+        crossed += list(rows.p)
     assert 0.02 <= np.mean(np.array(ps) < 0.05) <= 0.09
     assert np.mean(np.array(perms) <= 0.05) <= 0.08
+    assert 0.005 <= np.mean(np.array(crossed) < 0.05) <= 0.07
 
 
 def test_input_handling(table):
@@ -221,8 +265,15 @@ def test_input_handling(table):
 
 
 def test_verdict_text():
-    """The one-line verdict follows p_holm: detected / not detected / not testable."""
+    """The one-line verdict follows p_adj (p_holm in tables without it): detected / not detected /
+    not testable; not detected says what the data could have detected (the MDE)."""
     base = dict(estimate=-0.1, ci_low=-0.2, ci_high=-0.01, n_families=6, unit="family")
+    crossed = {**base, "unit": "family x seed", "n_seeds": 5, "p_holm": 0.01, "mde": 0.123}
+    assert verdict({**crossed, "p_adj": 0.02}).startswith("detected at 5% after Bonferroni over the shot counts")
+    assert "6 families x 5 seeds (crossed)" in verdict({**crossed, "p_adj": 0.02})
+    assert "could have detected" not in verdict({**crossed, "p_adj": 0.02})
+    said = verdict({**crossed, "p_adj": 0.2}, metric="accuracy")  # p_holm 0.01 is not the decision
+    assert said.startswith("not detected") and said.endswith("could have detected >= 12.30 pts (80% power)")
     assert verdict({**base, "p_holm": 0.01}).startswith("detected at 5% after Holm")
     assert verdict({**base, "p_holm": 0.2}).startswith("not detected")
     assert verdict({**base, "p_holm": float("nan")}).startswith("not testable")
@@ -239,7 +290,8 @@ def test_cli_json_matches_scipy_on_bundle(capsys):
 
     assert main(["effects", "--bundle", str(BUNDLE), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    keys = {"method", "arm", "shots", "contrast", "estimate", "ci_low", "ci_high", "p", "p_holm", "n_families", "n_runs"}
+    keys = {"method", "arm", "shots", "contrast", "estimate", "ci_low", "ci_high", "p", "p_holm", "n_families", "n_runs",
+            "p_adj", "ci_low_adj", "ci_high_adj", "mde", "ci_low_fm", "ci_high_fm", "p_fm"}
     assert len(rows) > 20 and all(keys <= set(r) for r in rows)
     acc = {}
     for rec in read_bundle(BUNDLE):
@@ -296,10 +348,19 @@ def test_findings_state_each_claim_with_its_verdict_and_prompt_movement():
     assert "4 ticket families" in text
     for title, *_ in CLAIMS[:3]:
         assert title in text
+    header = next(line for line in text.splitlines() if line.startswith("| claim"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols[:6] == ["claim", "shots", "estimate [95% CI]", "simultaneous CI", "adj. p", "MDE"]
     vp_lp = next(line for line in text.splitlines() if line.startswith("| Sparsity costs VP more than LP"))
-    estimate = float(vp_lp.split("|")[3].split()[0])
+    cells = [c.strip() for c in vp_lp.strip("|").split("|")]
+    estimate = float(cells[2].split()[0])
     assert "**detected**" in vp_lp and -4.5 < estimate < -3.5  # true gap -0.04 per halving = -4 points
     assert "against the claim" not in vp_lp
+    row = one(effects(table, "accuracy", "d"), method="vp-lp", shots="1", contrast="vp-lp_slope")
+    assert float(cells[5]) == pytest.approx(100 * row.mde, abs=0.006)  # the MDE column, in points
+    assert float(cells[4]) == pytest.approx(row.p_adj, rel=1e-2)
+    assert cells[7].startswith("L1 ") and cells[7].count(" / ") == 7  # the per-level estimates beside the slope
+    assert cells[9] == "4 x 3 (crossed)"
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "/255" not in line}
     assert "25.5 (25.5-25.5)" in rows["1"] and "45.9 (45.9-45.9)" in rows["1"]  # 255 * 0.10 at L0, 255 * 0.18 at L8
     assert rows["1"].rstrip(" |").endswith("12 / 12")  # the runs behind each level's cell: 4 families x 3 seeds
@@ -330,14 +391,124 @@ def test_family_keys_are_idempotent_and_the_pairing_is_shared_with_the_plots():
     assert row["estimate"] == pytest.approx(drawn[drawn["level"] == 4].groupby("family")["delta"].mean().mean())
 
 
-def test_detectable_effect_size_matches_the_holm_threshold():
-    from lthvp.analysis.findings import detectable
-    from lthvp.analysis.effects import holm
+def test_vp_lp_per_level_contrasts_and_per_level_beside_slopes(out):
+    """method vp-lp, L{k}-L0: VP's paired difference minus LP's (balanced: the difference of their
+    estimates); each slope row lists the L{k}-L0 estimates it summarises."""
+    for k in (2, 8):
+        row = one(out, method="vp-lp", arm="ticket", shots="1", contrast=f"L{k}-L0")
+        vp, lp = (one(out, method=m, arm="ticket", shots="1", contrast=f"L{k}-L0").estimate for m in ("vp", "lp"))
+        assert row.estimate == pytest.approx(vp - lp, abs=1e-12)
+    for method, contrast in (("vp", "slope"), ("vp-lp", "vp-lp_slope")):
+        text = one(out, method=method, arm="ticket", shots="5", contrast=contrast).per_level
+        parts = text.split(", ")
+        assert [p.split()[0] for p in parts] == [f"L{k}" for k in range(1, 9)]
+        l8 = one(out, method=method, arm="ticket", shots="5", contrast="L8-L0").estimate
+        assert float(parts[-1].split()[1]) == pytest.approx(l8, rel=1e-2)
+    assert (out.loc[~out["contrast"].isin(["slope", "vp-lp_slope"]), "per_level"] == "").all()
 
-    need = detectable(3, 4)
-    assert need == pytest.approx(stats.t.ppf(1 - 0.05 / 8, 2) / math.sqrt(3))
-    units = np.array([-1.0, 0.0, 1.0])  # sd 1 between units
-    for factor, detected in ((1.01, True), (0.99, False)):
-        p = stats.ttest_1samp(units + factor * need, 0.0).pvalue
-        assert bool(holm(np.array([p, 0.5, 0.6, 0.7]))[0] < 0.05) is detected
-    assert detectable(1, 4) is None
+
+def test_a_slope_carried_by_the_dense_level_is_flagged():
+    """Dense level 10 points above flat sparse levels: the slope is 'detected', the L0 step test
+    rejects, the sparse levels alone show no slope, and the row says driven_by_L0. A straight line
+    of the same steepness is not flagged."""
+    step = make_table(families=6, seeds=5, shots=("5",), methods=("vp",), arms=("ticket",), slope={}, noise=0.005,
+                      seed=11)
+    step.loc[step["level"] == 0, "accuracy"] += 0.10
+    row = one(effects(step), contrast="slope")
+    assert row.p_adj < 0.05 and row.estimate < 0
+    assert row.shape_p < 0.05 and row.p_wo_L0 >= 0.05 and abs(row.slope_wo_L0) < 0.003
+    assert bool(row.driven_by_L0) and "driven by the dense level" in verdict(row)
+    line = make_table(families=6, seeds=5, shots=("5",), methods=("vp",), arms=("ticket",), noise=0.005, seed=11)
+    row = one(effects(line), contrast="slope")
+    assert row.p_adj < 0.05 and row.shape_p > 0.05 and not row.driven_by_L0
+    assert row.slope_wo_L0 == pytest.approx(TRUE_SLOPE["vp"], abs=0.003)
+
+
+def test_planned_replicates_only_and_the_report_says_what_was_left_out():
+    """A learning-rate variant and a duplicated run are never pooled into the planned analysis;
+    the report names them and the cell they leave incomplete; all_runs=True uses everything."""
+    base = make_table(families=3, seeds=3, shots=("1",), methods=("vp", "lp"), arms=("ticket",), noise=0.01, seed=4)
+    base["lr"] = 0.1
+    variant = base[(base["method"] == "vp") & (base["level"] == 8) & (base["family"] == 0) & (base["seed"] == 0)]
+    variant = variant.assign(lr=1.0, accuracy=0.0)  # a grid run of another protocol
+    dup = base[(base["method"] == "lp") & (base["level"] == 4) & (base["family"] == 1) & (base["seed"] == 2)]
+    dup = dup.assign(accuracy=dup["accuracy"] + 0.3)  # same protocol, another run of the same replicate
+    table = pd.concat([base, variant, dup], ignore_index=True)
+
+    report = E.replication_report(table)
+    issues = dict(zip(report["issue"], report["detail"]))
+    assert set(issues) == {"other protocol, left out", "several runs of one replicate, left out", "missing replicates"}
+    assert issues["other protocol, left out"] == "lr=1.0 (main: 0.1)"
+    assert issues["several runs of one replicate, left out"] == "f1 s2"
+    assert issues["missing replicates"] == "missing f1 s2"
+    assert E.replication_report(base).empty
+
+    planned, clean = effects(table), effects(base)
+    vp8 = one(planned, method="vp", contrast="L8-L0")
+    assert vp8.estimate == pytest.approx(one(clean, method="vp", contrast="L8-L0").estimate, rel=1e-12)
+    lp_slope = one(planned, method="lp", contrast="slope")  # (f1, s2) lacks L4: not a planned replicate of the slope
+    assert (lp_slope.fit, bool(lp_slope.balanced)) == ("reml", False)
+    assert one(clean, method="lp", contrast="slope").fit == "anova"
+
+    every = effects(table, all_runs=True)
+    original = base.loc[variant.index[0], "accuracy"]  # the planned run the variant copies
+    want = vp8.estimate + (0.0 - original) / 2 / 9  # the cell now averages 0 and the planned run; 9 replicates
+    assert one(every, method="vp", contrast="L8-L0").estimate == pytest.approx(want, rel=1e-9)
+    assert one(every, method="lp", contrast="slope").fit == "anova"  # the duplicates averaged: a complete grid again
+    pooled = E.prepare(table, all_runs=True)
+    cell = pooled[(pooled["method"] == "lp") & (pooled["level"] == 4) & (pooled["family"] == "1") & (pooled["seed"] == 2)]
+    assert len(cell) == 1 and cell["accuracy"].iloc[0] == pytest.approx(base.loc[dup.index[0], "accuracy"] + 0.15)
+
+
+def test_shipped_v2_bundle_crossed_interval_for_the_1_shot_vp_lp_slope(capsys):
+    """The shipped v2 bundle (3 families x 5 seeds): the crossed model widens the 1-shot VP - LP
+    slope interval from the family means' [+3.26, +3.60] points to about [+1.4, +5.5]; every row
+    carries its MDE."""
+    from helpers import SHIPPED
+    from lthvp.commands.cli import main
+
+    assert main(["effects", "--bundle", str(SHIPPED), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all("mde" in r for r in rows) and all(r["mde"] is not None for r in rows if r["p"] is not None)
+    row = one(pd.DataFrame(rows), method="vp-lp", shots="1", contrast="vp-lp_slope")
+    assert (row.ci_low, row.ci_high) == pytest.approx((0.0135, 0.0551), abs=0.001)
+    assert (row.ci_low_fm, row.ci_high_fm) == pytest.approx((0.0326, 0.0360), abs=0.0002)
+    assert 0.002 < row.p < 0.01 and row.p_fm < 0.001
+    assert (row.unit, row.n_families, row.n_seeds, bool(row.balanced)) == ("family x seed", 3, 5, True)
+    assert row.mde > row.ci_high - row.estimate  # 80% power at the Bonferroni level needs more than the 95% half-width
+
+
+def test_effects_page_shows_mde_and_per_level_estimates_beside_slopes(tmp_path, monkeypatch):
+    """The Effects page over the shipped bundle: not-detected verdicts say what could have been
+    detected, and the slopes table carries the MDE and the L{k}-L0 estimates, equal to effects()."""
+    from streamlit import cache_data, cache_resource
+    from streamlit.testing.v1 import AppTest
+
+    from helpers import REPO, SHIPPED
+    from lthvp.results.store import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    store.import_bundle(SHIPPED)
+    monkeypatch.setenv("LTHVP_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("LTHVP_AUTOSTART_WORKER", "0")
+    cache_data.clear()
+    cache_resource.clear()
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+        at.switch_page("pages/effects.py")
+        at = at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        said = "\n".join(t.value for t in at.text)
+        assert "could have detected >= " in said and "(80% power)" in said
+        assert any("crossed random factors" in c.value for c in at.caption)
+        slopes = next(d.value for d in at.dataframe if "L8 - L0" in d.value.columns)
+        assert {"slope", "95% CI", "corrected p", "MDE", "L2 - L0", "L0 step p", "carried by L0"} <= set(slopes.columns)
+        want = effects(store.table(), "accuracy", "digits")
+        row = one(want, method="vp-lp", shots="1", contrast="vp-lp_slope")
+        shown = slopes[(slopes["question"] == "VP - LP") & (slopes["shots"] == "1-shot")].iloc[0]
+        assert shown["MDE"] == pytest.approx(100 * row.mde) and shown["slope"] == pytest.approx(100 * row.estimate)
+        l8 = one(want, method="vp-lp", arm="ticket", shots="1", contrast="L8-L0").estimate
+        assert shown["L8 - L0"] == pytest.approx(100 * l8)
+    finally:
+        cache_data.clear()
+        cache_resource.clear()

@@ -1,7 +1,9 @@
 """The study's findings as markdown, generated from :mod:`lthvp.analysis.effects` (no hand-typed numbers).
 
-Each of the paper's claims is stated with its estimate, 95% interval and Holm-adjusted p, and
-"not detected" where the data do not support it."""
+Each of the paper's claims is stated with its estimate (crossed model), 95% and simultaneous
+intervals, the corrected p, the minimum detectable effect, the per-level estimates behind a
+slope and the family-mean sensitivity analysis, and "not detected" where the data do not
+support it."""
 
 from __future__ import annotations
 
@@ -24,42 +26,70 @@ CLAIMS = [  # (title, metric, method, contrast, how to read the sign, the sign t
 ]
 
 
-def claim_verdict(p_holm: float, estimate: float, predicted_sign: int, alpha: float = 0.05) -> str:
-    """Detected or not; a detected effect of the sign opposite to the claim's says so, because
-    "detected" beside a claim reads as support for it."""
-    if p_holm != p_holm:
+def claim_verdict(p_adj: float, estimate: float, predicted_sign: int, alpha: float = 0.05) -> str:
+    """Detected or not (``p_adj``: the corrected p); a detected effect of the sign opposite to the
+    claim's says so, because "detected" beside a claim reads as support for it."""
+    if p_adj != p_adj:
         return "not testable"
-    if p_holm >= alpha:
+    if p_adj >= alpha:
         return "not detected"
     return "**detected**" if predicted_sign * estimate >= 0 else "**detected, against the claim**"
 
 
+def _ci(k: float, lo: float, hi: float) -> str:
+    return "n/a" if lo != lo else f"[{k * lo:+.2f}, {k * hi:+.2f}]"
+
+
+def _per_level(table: pd.DataFrame, method: str, shots: str, k: float) -> str:
+    """The L{k}-L0 estimates of the same method and shots, in points: what a slope summarises."""
+    return " / ".join(f"L{level} {k * est:+.1f}" for level, est in E.per_level_estimates(table, method, shots))
+
+
 def claim_table(df: pd.DataFrame, dataset: str | None = None) -> str:
-    lines = ["| claim | shots | estimate [95% CI] | Holm p | verdict | families (unit) |", "|---|---|---|---|---|---|"]
+    lines = ["| claim | shots | estimate [95% CI] | simultaneous CI | adj. p | MDE | verdict | per level vs L0 "
+             "| family means: [95% CI], p | replicates |", "|---|---|---|---|---|---|---|---|---|---|"]
     cache: dict[str, pd.DataFrame] = {}
     for title, metric, method, contrast, reading, sign in CLAIMS:
         table = cache.setdefault(metric, E.effects(df, metric, dataset))
         rows = table[(table["method"] == method) & (table["contrast"] == contrast)] if not table.empty else table
         if rows.empty:
-            lines.append(f"| {title} | | unavailable in these records | | | |")
+            lines.append(f"| {title} | | unavailable in these records | | | | | | | |")
             continue
         k = E.points_scale(metric)
         unit = " pts" if k == 100 else ""
         rows = rows.set_index("shots").loc[shots_order(rows["shots"])].reset_index()
         for i, r in rows.iterrows():
-            verdict = claim_verdict(r["p_holm"], r["estimate"], sign)
+            verdict = claim_verdict(r["p_adj"], r["estimate"], sign)
+            if r["driven_by_L0"]:
+                verdict += " (carried by the dense level)"
+            levels = _per_level(table, method, r["shots"], k) if contrast in ("slope", "vp-lp_slope") else ""
+            replicates = (f"{r['n_families']} x {r['n_seeds']} (crossed)" if r["unit"] == "family x seed"
+                          else f"{r['n_families']} ({r['unit']})")
             lines.append(f"| {f'{title} ({reading})' if i == 0 else ''} | {r['shots']} | {k * r['estimate']:+.2f}{unit} "
-                         f"[{k * r['ci_low']:+.2f}, {k * r['ci_high']:+.2f}] | {r['p_holm']:.3g} | {verdict} | "
-                         f"{r['n_families']} ({r['unit']}) |")
+                         f"{_ci(k, r['ci_low'], r['ci_high'])} | {_ci(k, r['ci_low_adj'], r['ci_high_adj'])} "
+                         f"| {r['p_adj']:.3g} | {k * r['mde']:.2f} | {verdict} | {levels} "
+                         f"| {_ci(k, r['ci_low_fm'], r['ci_high_fm'])}, {r['p_fm']:.3g} | {replicates} |")
     low = E.low_vs_full(df, "accuracy", dataset)
     if low:
         p = low["p"]
         said = claim_verdict(p, low["estimate"], -1).replace("**", "")  # the claim: the gap is widest at low data
         lines += ["", f"*Most at low data* (the VP - LP slope gap at the fewest shots minus at full data, accuracy): "
-                      f"{100 * low['estimate']:+.2f} pts [{100 * low['ci_low']:+.2f}, {100 * low['ci_high']:+.2f}], "
-                      f"p = {p:.3g} (single test), {said} (at 5%); "
-                      f"{low['n_families']} families ({low['unit']} as unit)."]
+                      f"{100 * low['estimate']:+.2f} pts {_ci(100, low['ci_low'], low['ci_high'])}, "
+                      f"p = {p:.3g} (single test), {said} (at 5%), MDE {100 * low['mde']:.2f} pts; family means "
+                      f"{_ci(100, low['ci_low_fm'], low['ci_high_fm'])}, p = {low['p_fm']:.3g}; "
+                      f"{E.replicates_text(low)}."]
     return "\n".join(lines)
+
+
+def replication_line(df: pd.DataFrame, dataset: str | None = None) -> str:
+    """One sentence on what the planned analysis used and left out (:func:`effects.replication_report`)."""
+    report = E.replication_report(df if dataset is None else df[df["dataset"] == dataset])
+    if report.empty:
+        return "Replication: every cell holds the same (family, seed) replicates, one run each; no run was left out."
+    counts = report.groupby("issue")["runs"].sum()
+    parts = [f"{len(report[report['issue'] == issue])} cell(s) with {issue} ({n} runs)" for issue, n in counts.items()]
+    return ("Replication: " + "; ".join(parts) + ". Contrasts use only the (family, seed) replicates every cell "
+            "they compare holds (`python -m lthvp effects` lists them; `--all-runs` uses everything).")
 
 
 def prompt_movement(df: pd.DataFrame, dataset: str | None = None) -> str:
@@ -85,31 +115,26 @@ def prompt_movement(df: pd.DataFrame, dataset: str | None = None) -> str:
     return "How far the learned border moves from its grey start (VP, IMP tickets):\n\n" + "\n".join(lines)
 
 
-def detectable(n_units: int, n_tests: int, alpha: float = 0.05) -> float | None:
-    """How many between-unit standard deviations an effect must reach to be detected: the
-    smallest |mean| / sd that gives a Holm-adjusted p < alpha when it is the strongest of
-    ``n_tests`` shot counts (t-test on ``n_units`` unit means). None below two units."""
-    from scipy import stats
-
-    if n_units < 2:
-        return None
-    return float(stats.t.ppf(1 - alpha / (2 * max(1, n_tests)), n_units - 1) / n_units ** 0.5)
-
-
 def findings_markdown(df: pd.DataFrame, dataset: str | None = None) -> str:
     scope = E.prepare(df if dataset is None else df[df["dataset"] == dataset]) if not df.empty else df
     n_fam = int(scope["family"].nunique()) if not scope.empty else 0
+    n_seed = int(scope["seed"].nunique()) if not scope.empty else 0
     head = (f"Generated by `python -m lthvp figures` from the bundle ({len(df)} runs, {n_fam} ticket "
-            "famil" + ("y" if n_fam == 1 else "ies") + "). Estimates are paired within (family, seed); the family "
-            "is the unit of replication (seeds when there is only one family); Holm's correction runs over the "
-            "shot counts of each claim; each 95% CI is the contrast's own, not Holm-adjusted, so one can miss "
-            "zero while its Holm p stays above 0.05. Accuracy and ECE in percentage points.")
-    n_shots = int(scope["shots"].nunique()) if not scope.empty else 0
-    need = detectable(n_fam, n_shots) if n_fam > 1 else None
-    if need is not None:
-        head += (f" With {n_fam} families and {n_shots} shot counts per claim, an effect is detected only when its "
-                 f"mean exceeds {need:.1f} times its standard deviation between families (for the strongest shot "
-                 "count): \"not detected\" is weak evidence of no effect, and the interval says how large an "
-                 "effect the data still allow.")
+            "famil" + ("y" if n_fam == 1 else "ies") + f" x {n_seed} seeds). Estimates are paired within "
+            "(family, seed). "
+            + ("With one family the seeds are the replicates (one-sample t over seeds): the intervals leave out "
+               "the spread between tickets. " if n_fam == 1 else
+               "Every family reuses the same seeds (shot samples), so family and seed are crossed random factors: "
+               "each estimate, 95% CI and p comes from a crossed random-effects model (variance components for "
+               "family, seed and residual, Satterthwaite df; `lthvp/analysis/mixed.py`). ") + "The "
+            "simultaneous CI and the adjusted p are Bonferroni over the shot counts of each claim, so a "
+            "simultaneous CI misses zero exactly when the claim is detected (adj. p < 0.05). MDE: the smallest "
+            "effect the claim detects with 80% power at that corrected level, from the fitted variance "
+            "components; \"not detected\" next to a large MDE is weak evidence of no effect. Per level: the L{k} - "
+            "L0 estimates a slope summarises; a detected slope that the dense level alone carries (it departs "
+            "from the line through the sparse levels, which show no slope) is marked. Family means: the former "
+            "analysis (seeds averaged within a family, t-test over the families), kept as a sensitivity check; "
+            "it leaves out the variance the families share through the seeds. Accuracy and ECE in percentage "
+            "points. " + replication_line(df, dataset))
     movement = prompt_movement(df, dataset) if not df.empty else ""
     return head + "\n\n" + claim_table(df, dataset) + "\n" + (f"\n{movement}\n" if movement else "")

@@ -1,0 +1,55 @@
+"""Equivalence testing for a speed-up that changes numbers (bf16 autocast vs fp32).
+
+Bit-for-bit equality is the wrong bar for a new study; the right one is whether the speed-up
+moves any estimate the study reports by more than a stated margin. Two one-sided tests (TOST,
+Schuirmann 1987) on the paired differences: equivalence at margin m is shown when both
+H0: mean <= -m and H0: mean >= +m are rejected at alpha, i.e. when the 90% interval lies
+inside (-m, +m). The pairs here are the same config run twice, so pairing removes all the
+variance the two arms share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class TostResult:
+    n: int
+    mean: float
+    sd: float
+    margin: float
+    p_lower: float  # H0: mean <= -margin
+    p_upper: float  # H0: mean >= +margin
+    ci90_low: float
+    ci90_high: float
+
+    @property
+    def p(self) -> float:
+        """The TOST p: the larger of the two one-sided p-values."""
+        return max(self.p_lower, self.p_upper)
+
+    def equivalent(self, alpha: float = 0.05) -> bool:
+        return self.p < alpha
+
+
+def tost_paired(differences, margin: float) -> TostResult:
+    """TOST on paired differences (arm B - arm A) against the margin +-``margin``."""
+    d = np.asarray(differences, dtype=float)
+    if margin <= 0 or not np.isfinite(margin):
+        raise ValueError(f"margin must be a positive number, got {margin!r}")
+    if len(d) < 2 or not np.all(np.isfinite(d)):
+        raise ValueError(f"need at least two finite paired differences, got {len(d)}")
+    n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    se = sd / np.sqrt(n)
+    if se == 0:  # identical arms, or a constant shift: decided by the shift alone
+        inside = -margin < mean < margin
+        p = 0.0 if inside else 1.0
+        return TostResult(n, mean, sd, margin, p, p, mean, mean)
+    p_lower = float(stats.t.sf((mean + margin) / se, n - 1))
+    p_upper = float(stats.t.cdf((mean - margin) / se, n - 1))
+    half = float(stats.t.ppf(0.95, n - 1)) * se
+    return TostResult(n, mean, sd, margin, p_lower, p_upper, mean - half, mean + half)
