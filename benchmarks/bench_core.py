@@ -14,7 +14,8 @@ import torch
 
 
 from lthvp.adapt.probing import LPSettings, extract_features, train_linear_head
-from lthvp.adapt.prompting import PadPrompt, VPSettings, train_vp
+from lthvp.adapt.prompting import PadPrompt, VPSettings
+from lthvp.adapt.vp_training import train_vp
 from lthvp.compute.runner import load_source, lp_prepare
 from lthvp.data.datasets import load_dataset, resize
 from lthvp.results.config import RunConfig  # noqa: E402

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from lthvp.data.datasets import load_dataset, resize  # noqa: E402
 from lthvp.tickets.models import build_model, freeze, model_spec  # noqa: E402
 from lthvp.adapt.prompting import (EVAL_BATCH, PadPrompt, VPSettings, fast_frozen, greedy_label_mapping,  # noqa: E402
-                             source_logits, train_vp)
+                             source_logits)
+from lthvp.adapt.vp_training import train_vp  # noqa: E402
 from lthvp.adapt.training import train_epoch  # noqa: E402
 
 

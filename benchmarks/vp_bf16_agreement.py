@@ -15,7 +15,8 @@ import itertools
 def main() -> None:
     import torch
 
-    from lthvp.adapt.prompting import PadPrompt, VPSettings, train_vp
+    from lthvp.adapt.prompting import PadPrompt, VPSettings
+    from lthvp.adapt.vp_training import train_vp
     from lthvp.data.datasets import load_dataset, resize, sample_shots
     from lthvp.results.presets import MINI
     from lthvp.tickets.families import TicketFamily

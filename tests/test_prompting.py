@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lthvp.adapt.prompting import PadPrompt, VPSettings, source_logits, train_vp
+from lthvp.adapt.prompting import PadPrompt, VPSettings, source_logits
+from lthvp.adapt.vp_training import train_vp
 from lthvp.tickets.models import FASHION_MEAN, FASHION_STD, build_model, freeze
 
 MEAN = torch.tensor(FASHION_MEAN).view(1, 3, 1, 1)
@@ -174,14 +175,14 @@ def test_inference_passes_run_in_fp32_even_where_training_autocasts(monkeypatch)
     """The ILM counting pass, validation and test logits never enter autocast (bf16 flips argmax
     ties and moves ECE inputs); only the training step does. Forced on CPU by recording every
     autocast the VP code asks for."""
-    import lthvp.adapt.prompting as P
+    import lthvp.adapt.vp_training as P
 
     calls = []
     real = P.autocast_for
 
-    def spy(device):
+    def spy(device, cpu_bf16=False):
         calls.append("train")
-        return real(device)
+        return real(device, cpu_bf16)
 
     monkeypatch.setattr(P, "autocast_for", spy)
     seen_dtypes = []

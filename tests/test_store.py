@@ -290,7 +290,8 @@ def test_not_a_bundle(populated, tmp_path):
 
 ALTERNATIVES = {"preset": "paper", "dataset": "mnist", "method": "lp", "level": 3, "shots": 5, "seed": 1,
                 "arm": "random", "epochs": 7, "lr": 0.1, "batch_size": 32, "image_size": 20, "mapping": "flm",
-                "assignment": "hungarian", "lp_input": "matched", "family": 2, "steps": 1000, "val_per_class": 5}
+                "assignment": "hungarian", "lp_input": "matched", "family": 2, "steps": 1000, "val_per_class": 5,
+                "precision": "bf16"}
 
 
 def test_config_hash_stable_and_sensitive_to_every_field():

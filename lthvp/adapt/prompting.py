@@ -1,5 +1,6 @@
 """Visual prompting (ILM-VP): a trainable border around the zero-padded target image, and an
-output label mapping from source classes to target classes.
+output label mapping from source classes to target classes. The training loop lives in
+:mod:`lthvp.adapt.vp_training`.
 
 Forward pass: image (resized to ``image_size``) -> zero-pad into the source canvas ->
 + sigmoid(program) * border_mask -> source normalisation -> frozen source model ->
@@ -9,16 +10,13 @@ source logits[:, mapping] (T logits; softmax over them gives the probabilities).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lthvp.adapt.training import EpochSelector, reference_schedule, train_epoch
-from lthvp.tickets.models import autocast_for
 
 
 class PadPrompt(nn.Module):
@@ -116,19 +114,7 @@ class VPSettings:
     steps: int | None = None  # optimizer-step budget (then epochs are derived); 0 = prompt frozen
     fast: bool = True  # BatchNorm folded + channels-last copy of the frozen model (same results)
     bf16_passes: bool = False  # mapping + validation passes under CPU bf16 autocast (test pass stays fp32)
-
-
-@dataclass
-class VPOutcome:
-    test_probs: torch.Tensor
-    best_epoch: int
-    mapping: list[int]
-    mapping_history: list[list[int]]
-    curves: list[dict] = field(default_factory=list)
-    prompt_image: np.ndarray | None = None
-    train_images_seen: int = 0
-    val_probs: torch.Tensor | None = None  # of the chosen epoch (temperature scaling, recomputation)
-    steps: int = 0
+    bf16_steps: bool = False  # training steps under CPU bf16 autocast (always on CUDA)
 
 
 EVAL_BATCH = 128  # CPU inference batch: 128 measured faster than 256 here (cache); same results
@@ -190,65 +176,8 @@ def compute_mapping(model, prompt, x, y, n_target, assignment, batch_size) -> li
     return mapping_from_logits(source_logits(model, prompt, x, batch_size), y, n_target, assignment)
 
 
-def _scores(logits, mapping, y) -> tuple[torch.Tensor, float, float]:
+def mapped_scores(logits, mapping, y) -> tuple[torch.Tensor, float, float]:
     probs = F.softmax(logits[:, mapping], dim=1)
     acc = float((probs.argmax(1) == y).float().mean())
     nll = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), y))
     return probs, acc, nll
-
-
-def train_vp(model: nn.Module, prompt: PadPrompt, train: tuple, val: tuple, test_x: torch.Tensor,
-             n_target: int, s: VPSettings, progress: Callable[[dict], None] | None = None) -> VPOutcome:
-    """Train the prompt on (train_x, train_y), pick the round by validation accuracy (ties:
-    lower validation NLL) and evaluate the test images once with the chosen prompt and mapping.
-    The model must be frozen (eval mode, no parameter gradients).
-
-    The validation pass after round r and ILM's mapping pass before round r+1 see the same
-    prompt, so they are one forward over validation + training images."""
-    (x, y), (vx, vy) = train, val
-    device = x.device
-    net = fast_frozen(model) if s.fast else model
-    gen = torch.Generator().manual_seed(s.seed)
-    n_source = model.fc.out_features
-    bs = min(s.batch_size, len(y))
-    rounds, per_round = plan_rounds(s, len(y), bs)
-    remap = s.mapping == "ilm" and per_round > 0
-    if s.mapping == "rlm":
-        mapping = random_label_mapping(n_source, n_target, s.seed)
-    else:  # FLM, and ILM's first mapping: from the starting prompt
-        mapping = compute_mapping(net, prompt, x, y, n_target, s.assignment, None)
-    opt = torch.optim.Adam(prompt.parameters(), lr=s.lr)
-    sched = reference_schedule(opt, rounds)
-    selector = EpochSelector()
-    history, curves, steps = [], [], 0
-    for r in range(1, rounds + 1):
-        history.append(list(mapping))
-        map_t = torch.tensor(mapping, device=device)
-
-        def forward(idx):
-            with autocast_for(device):
-                return net(prompt(x[idx]))[:, map_t].float()
-
-        train_loss = train_acc = None
-        if per_round:
-            order = torch.cat([torch.randperm(len(y), generator=gen) for _ in range(per_round)]).to(device)
-            train_loss, train_acc = train_epoch(forward, y, order, bs, opt)
-            steps += math.ceil(len(order) / bs)
-            sched.step()
-        both = remap and r < rounds
-        logits = source_logits(net, prompt, torch.cat([vx, x]) if both else vx, bf16=s.bf16_passes)
-        val_probs, val_acc, val_nll = _scores(logits[:len(vy)], mapping, vy)
-        row = {"epoch": r, "steps": steps, "train_loss": train_loss, "train_acc": train_acc,
-               "val_acc": val_acc, "val_nll": val_nll}
-        curves.append(row)
-        selector.offer(r, val_acc, val_nll, lambda: (prompt.program.detach().clone(), list(mapping), val_probs))
-        if both:
-            mapping = mapping_from_logits(logits[len(vy):], y, n_target, s.assignment)
-        if progress:
-            progress({"epochs": rounds, **row})
-    best_state, best_mapping, best_val_probs = selector.state
-    with torch.no_grad():
-        prompt.program.copy_(best_state)
-    probs = F.softmax(source_logits(net, prompt, test_x)[:, best_mapping], dim=1)
-    return VPOutcome(probs, selector.epoch, best_mapping, history, curves, prompt.border_image(),
-                     rounds * per_round * len(y), best_val_probs, steps)

@@ -18,7 +18,8 @@ import torch
 
 from lthvp.adapt.outcome import AdaptOutcome
 from lthvp.adapt.probing import FeatureCache, LPSettings, extract_features, train_linear_head
-from lthvp.adapt.prompting import PadPrompt, VPSettings, train_vp
+from lthvp.adapt.prompting import PadPrompt, VPSettings
+from lthvp.adapt.vp_training import train_vp
 from lthvp.data.datasets import Split, TargetData, load_dataset, resize, sample_fewshot_val, sample_shots
 from lthvp.paths import feature_dir
 from lthvp.results.calibration import temperature_scaled_metrics
@@ -87,7 +88,9 @@ def _run_vp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx
     x, y = on_device(data.train.x[train_idx]), data.train.y[train_idx].to(device)
     prompt = PadPrompt(preset.canvas, size, spec.mean, spec.std).to(device)
     steps = 0 if cfg.method == "map" else cfg.steps
-    settings = VPSettings(cfg.epochs, cfg.lr, cfg.batch_size, cfg.mapping, cfg.assignment, cfg.seed, steps)
+    bf16 = cfg.precision == "bf16"  # steps and mapping/validation passes; the test pass stays fp32
+    settings = VPSettings(cfg.epochs, cfg.lr, cfg.batch_size, cfg.mapping, cfg.assignment, cfg.seed, steps,
+                          bf16_passes=bf16, bf16_steps=bf16)
     torch.manual_seed(cfg.seed)
     out = train_vp(model, prompt, (x, y), (on_device(val.x), val.y.to(device)), on_device(data.test.x),
                    data.num_classes, settings, progress)

@@ -9,4 +9,6 @@ TARGETS = {
     "paper": ["cifar10", "cifar100", "svhn", "gtsrb", "flowers102", "dtd", "oxford_pets", "eurosat", "food101"],
 }
 
+GENERATED_SOURCES = ["fractals", "glyphs"]  # v3 source candidates (lthvp.data.sources), not offered as targets
+
 SOURCE_CLASSES = {"mini": FASHION_CLASSES}  # paper: ImageNet's 1,000 classes, shown by index

@@ -94,6 +94,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
     The legacy single family (``family`` None) keeps the first protocol, so its stored records
     resolve to themselves."""
     p = get_preset(cfg.preset)
+    if cfg.method == "lp" and cfg.precision != "fp32":
+        raise ValueError("precision bf16 applies to VP and mapping-only runs; LP runs in fp32")
     v2 = cfg.family is not None
     val = cfg.val_per_class
     if v2 and val is None and p.fewshot_val and cfg.shots != FULL:

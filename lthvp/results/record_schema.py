@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import math
@@ -287,14 +288,12 @@ def stored_problem(key: str, text: str | None, has_row: bool) -> str | None:
 
 
 def flat_row(record: dict) -> dict:
-    """The tabular view of one result: config fields, metrics, sparsity, timing."""
+    """The tabular view of one result: config (defaults where older records lack a field), metrics, timing."""
     scaled = record.get("scaled") or {}
-    row = {"hash": record["hash"], "family": None, "steps": None, "val_per_class": None, **record["config"],
-           **{k: record["metrics"][k] for k in METRICS},
-           **{f"ts_{k}": scaled.get(k) for k in ("ece", "mce", "nll", "brier")},
-           "temperature": scaled.get("temperature"), "prompt_shift": record.get("prompt_shift"),
-           "remaining_fraction": record["remaining_fraction"], "best_epoch": record.get("best_epoch"),
-           "seconds": (record.get("timings") or {}).get("total_seconds"),
-           "created": (record.get("provenance") or {}).get("created")}
-    row["shots"] = str(row["shots"])
-    return row
+    return {"hash": record["hash"], **{f.name: f.default for f in dataclasses.fields(RunConfig)}, **record["config"],
+            "shots": str(record["config"]["shots"]), **{k: record["metrics"][k] for k in METRICS},
+            **{f"ts_{k}": scaled.get(k) for k in ("ece", "mce", "nll", "brier")},
+            "temperature": scaled.get("temperature"), "prompt_shift": record.get("prompt_shift"),
+            "remaining_fraction": record["remaining_fraction"], "best_epoch": record.get("best_epoch"),
+            "seconds": (record.get("timings") or {}).get("total_seconds"),
+            "created": (record.get("provenance") or {}).get("created")}

@@ -130,10 +130,11 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores), a no-op elsewhere: CPU runs stay fp32 so the
-    shipped CPU results reproduce exactly."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast_for(device: torch.device, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA (tensor cores); on the CPU only when asked (a run whose config says
+    ``precision="bf16"``): CPU runs stay fp32 by default so the shipped results reproduce exactly."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=device.type == "cuda" or (cpu_bf16 and device.type == "cpu"))
 
 
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
