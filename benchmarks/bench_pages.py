@@ -21,9 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 H1 = {"overview": "Lottery tickets", "sparsity": "Sparsity curves", "calibration": "Calibration",
-      "prompts": "Prompts and label mappings", "run": "Run experiments", "bundles": "Result bundles"}
-PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/prompts.py", "pages/run.py",
-         "pages/bundles.py"]
+      "prompts": "Prompts and label mappings", "subpopulations": "Subpopulations", "run": "Run experiments",
+      "bundles": "Result bundles"}
+PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/prompts.py",
+         "pages/subpopulations.py", "pages/run.py", "pages/bundles.py"]
 SERVER_ONLY = ["pages/effects.py", "pages/run_detail.py"]  # timed server-side (run_detail opens one run by hash)
 
 
@@ -141,7 +142,7 @@ def browser_times(directory: Path) -> dict:
             def ready(tab, name):
                 expect(tab.get_by_test_id("stSidebar")).to_contain_text("results", timeout=60_000)
                 tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
-                if name in ("overview", "sparsity", "calibration", "prompts"):
+                if name in ("overview", "sparsity", "calibration", "prompts", "subpopulations"):
                     expect(tab.locator("[data-testid='stPlotlyChart'] .main-svg").first).to_be_visible(timeout=60_000)
                 else:
                     expect(tab.get_by_role("heading", level=1).first).to_be_visible(timeout=60_000)
@@ -158,7 +159,7 @@ def browser_times(directory: Path) -> dict:
             tab.goto(f"{url}/bundles")
             ready(tab, "bundles")
             titles = {"overview": "Overview", "sparsity": "Sparsity curves", "calibration": "Calibration",
-                      "prompts": "Prompts", "run": "Run", "bundles": "Bundles"}
+                      "prompts": "Prompts", "subpopulations": "Subpopulations", "run": "Run", "bundles": "Bundles"}
             for page in PAGES:
                 name = Path(page).stem
                 t0 = time.perf_counter()

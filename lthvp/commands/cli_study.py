@@ -49,10 +49,11 @@ def cmd_figures(args) -> int:
     written = write_figures(args.bundle, args.out, args.dataset)
     print("\n".join(str(p) for p in written))
     if args.readme:
-        findings = next(p for p in written if p.name == "findings.md").read_text()
-        if not update_readme(args.readme, findings):
-            print(f"{args.readme} has no <!-- findings:start --> / <!-- findings:end --> markers", file=sys.stderr)
-            return 2
+        for block in ("findings", "subpopulations"):  # each generated block between its own markers
+            text = next(p for p in written if p.name == f"{block}.md").read_text()
+            if not update_readme(args.readme, text, block):
+                print(f"{args.readme} has no <!-- {block}:start --> / <!-- {block}:end --> markers", file=sys.stderr)
+                return 2
         print(args.readme)
     return 0
 
@@ -60,18 +61,25 @@ def cmd_figures(args) -> int:
 def cmd_effects(args) -> int:
     import pandas as pd
 
-    from lthvp.analysis.effects import effects
+    from lthvp.analysis.effects import TEXT_COLUMNS, effects, replication_report
     from lthvp.results.store import flat_row, read_bundle
 
     if args.bundle:
         table = pd.DataFrame([flat_row(r.to_json()) for r in read_bundle(args.bundle)])
     else:
         table = open_store(args).table()
-    out = effects(table, args.metric, args.dataset)
+    all_runs = getattr(args, "all_runs", False)
+    out = effects(table, args.metric, args.dataset, all_runs=all_runs)
+    report = replication_report(table if args.dataset is None or table.empty else table[table["dataset"] == args.dataset])
+    if not report.empty:  # what the planned analysis left out or lacks, never pooled silently (stderr: JSON stays clean)
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
+            print(("all runs used; the planned analysis would leave out or lack:\n" if all_runs else
+                   "left out or incomplete (--all-runs uses everything):\n") + report.to_string(index=False),
+                  file=sys.stderr)
     if args.json:
         rows = out.drop(columns=["metric"]).astype(object).where(out.drop(columns=["metric"]).notna(), None)
         print(json.dumps(rows.to_dict(orient="records"), indent=1))
     else:
         with pd.option_context("display.max_rows", None, "display.width", 200):
-            print(out.drop(columns=["test_family", "metric"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            print(out[TEXT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

@@ -38,6 +38,7 @@ def app_pages() -> list:
                 ("sparsity", "Sparsity curves", ":material/show_chart:", "sparsity"),
                 ("calibration", "Calibration", ":material/balance:", "calibration"),
                 ("effects", "Effects", ":material/functions:", "effects"),
+                ("subpopulations", "Subpopulations", ":material/groups:", "subpopulations"),
                 ("run_detail", "Run details", ":material/search:", "run-detail"),
                 ("prompts", "Prompts", ":material/image:", "prompts"),
                 ("run", "Run", ":material/play_arrow:", "run"),

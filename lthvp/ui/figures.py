@@ -16,6 +16,7 @@ from lthvp.analysis import report
 from lthvp.analysis.report import shots_label, shots_order
 from lthvp.analysis.effects import effects
 from lthvp.analysis.findings import findings_markdown
+from lthvp.analysis.subpop_report import subpopulations_markdown
 from lthvp.results.store import flat_row, read_bundle
 from lthvp.ui import plots, prompt_plots, reliability_plots
 from lthvp.ui.effect_plots import forest_figure
@@ -133,7 +134,9 @@ def write_figures(bundle: Path, out: Path, dataset: str = "digits", scale: float
     findings.write_text(findings_markdown(df, dataset))
     effects_csv = out / "effects_accuracy.csv"
     effects(df, "accuracy", dataset).to_csv(effects_csv, index=False)
-    return written + [tables, forest, findings, effects_csv]
+    subpopulations = out / "subpopulations.md"  # who pays for compression: per class, per test image
+    subpopulations.write_text(subpopulations_markdown(records, dataset))
+    return written + [tables, forest, findings, effects_csv, subpopulations]
 
 
 def effect_forest(df: pd.DataFrame, dataset: str):
@@ -145,10 +148,11 @@ def effect_forest(df: pd.DataFrame, dataset: str):
     return fig
 
 
-def update_readme(readme: Path, findings: str) -> bool:
-    """Replace the text between the findings markers; False when the README has no markers."""
+def update_readme(readme: Path, findings: str, block: str = "findings") -> bool:
+    """Replace the text between the ``<!-- {block}:start/end -->`` markers (``findings``,
+    ``subpopulations``); False when the README has no such markers."""
     text = readme.read_text()
-    start, end = "<!-- findings:start -->", "<!-- findings:end -->"
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     if start not in text or end not in text:
         return False
     head, rest = text.split(start, 1)
