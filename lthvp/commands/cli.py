@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from lthvp.commands.cli_common import open_store, progress_bar
+from lthvp.commands.cli_common import open_store, positive_int, progress_bar
+from lthvp.results.config import ARMS
 
 
 def _family(text: str) -> int | None:
@@ -30,12 +31,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return int(text)
-
-
 def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     nargs = "+" if many else None
     p.add_argument("--preset", default="mini")
@@ -51,7 +46,8 @@ def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     p.add_argument("--steps", type=int, default=None, help="VP optimizer-step budget (default: the preset's)")
     p.add_argument("--val-per-class", type=int, default=None,
                    help="validation images per class drawn from train, disjoint from the shots")
-    p.add_argument("--arm", default="ticket", choices=["ticket", "random"])
+    p.add_argument("--arm", default="ticket", choices=list(ARMS),
+                   help="ticket (IMP), random, or a compression arm built by `tickets --arm`")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -59,6 +55,8 @@ def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     p.add_argument("--mapping", default="ilm", choices=["ilm", "flm", "rlm"])
     p.add_argument("--assignment", default="greedy", choices=["greedy", "hungarian"])
     p.add_argument("--lp-input", default="full", choices=["full", "matched"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: VP's steps and mapping/validation passes under bf16 autocast (names a new result)")
     p.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
 
 
@@ -69,7 +67,7 @@ def _configs(args, many: bool):
 
     common = dict(preset=args.preset, arm=args.arm, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                   image_size=args.image_size, mapping=args.mapping, assignment=args.assignment,
-                  lp_input=args.lp_input, steps=args.steps, val_per_class=args.val_per_class)
+                  lp_input=args.lp_input, steps=args.steps, val_per_class=args.val_per_class, precision=args.precision)
     axes = [args.family, args.dataset, args.method, args.level, args.shots, args.seed]
     if not many:
         axes = [[a] for a in axes]
@@ -80,8 +78,9 @@ def _configs(args, many: bool):
 def _epoch_printer(prefix: str):
     def show(p):
         loss = "-" if p.get("train_loss") is None else f"{p['train_loss']:.3f}"
-        print(f"{prefix} epoch {p['epoch']}/{p['epochs']}" + (f" steps {p['steps']}" if 'steps' in p else '') + f" train_loss {loss} "
-              f"val_acc {p['val_acc']:.3f}", file=sys.stderr)
+        steps = f" steps {p['steps']}" if "steps" in p else ""
+        print(f"{prefix} epoch {p['epoch']}/{p['epochs']}{steps} train_loss {loss} val_acc {p['val_acc']:.3f}",
+              file=sys.stderr)
     return show
 
 
@@ -113,7 +112,7 @@ def shard(configs: list, k: int, n: int) -> list:
 
 
 def cmd_sweep(args) -> int:
-    from lthvp.compute.runner import run
+    from lthvp.compute.runner import run_many
     from lthvp.results.presets import resolve
 
     store = open_store(args)
@@ -135,15 +134,15 @@ def cmd_sweep(args) -> int:
     print(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run",
           file=sys.stderr)
     bar = progress_bar(len(todo), "sweep")
-    t0, failed = time.time(), 0
-    for cfg in todo:
-        bar.set_postfix_str(f"{cfg.method} L{cfg.level} {cfg.shots}-shot s{cfg.seed}")
-        try:
-            run(cfg, store)
-        except (ValueError, FileNotFoundError, RuntimeError) as err:
-            failed += 1
-            print(f"\nfailed {cfg}: {err}", file=sys.stderr)
-        bar.update(1)
+    t0 = time.time()
+
+    def done(batch, err):  # the seeds of a cell train together (runner.run_group)
+        if err is not None:
+            print(f"\nfailed {', '.join(str(c) for c in batch)}: {err}", file=sys.stderr)
+        bar.update(len(batch))
+        bar.set_postfix_str(f"{batch[0].method} L{batch[0].level} {batch[0].shots}-shot x{len(batch)}")
+
+    failed = run_many(todo, store, done)
     bar.close()
     print(f"sweep finished in {time.time() - t0:.0f} s ({len(todo) - failed} run, {failed} failed)", file=sys.stderr)
     return 1 if failed else 0
@@ -174,17 +173,12 @@ def cmd_import(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lthvp.commands.cli_study import cmd_effects, cmd_figures, cmd_tickets
+    from lthvp.commands.cli_study import cmd_effects, cmd_figures
 
     parser = argparse.ArgumentParser(prog="python -m lthvp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("tickets", help="build or resume a preset's ticket family (IMP with rewinding)")
-    p.add_argument("--preset", default="mini")
-    p.add_argument("--out", type=Path, default=None, help="family directory (default: the preset's)")
-    p.add_argument("--levels", type=int, default=None, help="highest IMP level to build")
-    p.add_argument("--family", type=int, default=0,
-                   help="source seed of the family (its directory: <preset dir>/family_<seed>/)")
-    p.set_defaults(func=cmd_tickets)
+    from lthvp.commands.cli_tickets import add_parser as add_tickets  # IMP families and compression arms
+    add_tickets(sub)
 
     p = sub.add_parser("run", help="one transfer experiment (stored; a repeat returns the stored result)")
     _config_args(p, many=False)
@@ -210,12 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll", type=_positive_seconds, default=1.0, help="seconds between queue checks (> 0)")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="drain the queue onto a Dask cluster instead of running jobs here: local:N or tcp://HOST:PORT")
-    p.add_argument("--in-flight", type=_positive_int, default=None,
+    p.add_argument("--in-flight", type=positive_int, default=None,
                    help="with --dask: jobs on the cluster at once (default: the cluster's worker threads)")
     p.add_argument("--gpu", action="store_true", help="with --dask: each job needs one GPU resource")
     p.set_defaults(func=lambda args: __import__("lthvp.compute.worker", fromlist=["main"]).main(args))
 
-    p = sub.add_parser("paper", help="paper-scale families and datasets: one-shot | import | imp | prepare-data",
+    p = sub.add_parser("paper", help="paper-scale families and datasets: one-shot | import | imp | compress | prepare-data",
                        add_help=False)
 
     p = sub.add_parser("figures", help="write the study's figures (PNG) and tables (markdown) from a bundle")
@@ -227,12 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("effects", help="paired contrasts, sparsity slopes, VP-LP and IMP-random differences "
-                                       "with 95%% intervals and Holm-corrected p (family = unit of replication)")
+                                       "with 95%% intervals, corrected p and MDE (family x seed crossed model)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--metric", default="accuracy",
                    choices=["accuracy", "ece", "mce", "nll", "brier", "ts_ece", "ts_mce", "ts_nll", "ts_brier"],
                    help="ts_*: after temperature scaling fitted on the validation split")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--all-runs", action="store_true",
+                   help="use every run (other protocols, duplicate and unbalanced replicates averaged) instead of "
+                        "the planned replicates only")
     p.add_argument("--bundle", type=Path, default=None, help="read a bundle instead of the store")
     p.add_argument("--store", type=Path, default=None)
     p.set_defaults(func=cmd_effects)
@@ -261,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("hashes", nargs="+", metavar="HASH")
     d.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
     p.set_defaults(func=cmd_store)
+    from lthvp.commands.cli_subpop import add_parser as add_subpopulations  # per-class effects, exemplars
+    add_subpopulations(sub)
     return parser
 
 

@@ -20,3 +20,12 @@ def open_store(args):
     for m in messages:
         print(m, file=sys.stderr)
     return store
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    import argparse
+
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)

@@ -19,7 +19,7 @@ import torch
 from lthvp.adapt.outcome import AdaptOutcome
 from lthvp.adapt.probing import FeatureCache, LPSettings, extract_features, train_linear_head
 from lthvp.adapt.prompting import PadPrompt, VPSettings
-from lthvp.adapt.vp_training import train_vp
+from lthvp.adapt.vp_training import PromptJob, train_vp_group
 from lthvp.data.datasets import Split, TargetData, load_dataset, resize, sample_fewshot_val, sample_shots
 from lthvp.paths import feature_dir
 from lthvp.results.calibration import temperature_scaled_metrics
@@ -77,28 +77,36 @@ def default_device() -> torch.device:
     return torch.device(os.environ.get("LTHVP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _run_vp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx, ticket_id, progress,
-            device) -> AdaptOutcome:
+def _vp_job(cfg, preset, data: TargetData, train_idx, val: Split, progress, device) -> PromptJob:
+    """A run's prompt, data (held on the device for the whole run) and settings."""
     spec = model_spec(preset.arch)
-    size = cfg.image_size
 
-    def on_device(split_x):  # the (small) dataset is held on the device for the whole run
-        return resize(split_x.to(device), size)
+    def on_device(split_x):
+        return resize(split_x.to(device), cfg.image_size)
 
-    x, y = on_device(data.train.x[train_idx]), data.train.y[train_idx].to(device)
-    prompt = PadPrompt(preset.canvas, size, spec.mean, spec.std).to(device)
     steps = 0 if cfg.method == "map" else cfg.steps
     bf16 = cfg.precision == "bf16"  # steps and mapping/validation passes; the test pass stays fp32
     settings = VPSettings(cfg.epochs, cfg.lr, cfg.batch_size, cfg.mapping, cfg.assignment, cfg.seed, steps,
                           bf16_passes=bf16, bf16_steps=bf16)
-    torch.manual_seed(cfg.seed)
-    out = train_vp(model, prompt, (x, y), (on_device(val.x), val.y.to(device)), on_device(data.test.x),
-                   data.num_classes, settings, progress)
+    return PromptJob(PadPrompt(preset.canvas, cfg.image_size, spec.mean, spec.std).to(device),
+                     (on_device(data.train.x[train_idx]), data.train.y[train_idx].to(device)),
+                     (on_device(val.x), val.y.to(device)), on_device(data.test.x), settings, progress)
+
+
+def _vp_outcome(prompt: PadPrompt, out) -> AdaptOutcome:
     moved = float((torch.sigmoid(prompt.program.detach()) - 0.5).abs().mul(prompt.mask[0]).sum() / (3 * prompt.mask.sum()))
     return AdaptOutcome(out.test_probs, out.val_probs, out.best_epoch, out.curves,
                         timings={"images_seen": out.train_images_seen}, mapping=out.mapping,
                         mapping_history=out.mapping_history, prompt_png=png_base64(out.prompt_image),
                         prompt_shift=moved, steps=out.steps)
+
+
+def _run_vp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx, ticket_id, progress,
+            device) -> AdaptOutcome:
+    job = _vp_job(cfg, preset, data, train_idx, val, progress, device)
+    torch.manual_seed(cfg.seed)
+    (out,) = train_vp_group(model, [job], data.num_classes)
+    return _vp_outcome(job.prompt, out)
 
 
 def lp_prepare(preset: Preset, cfg: RunConfig):
@@ -139,6 +147,39 @@ def _run_lp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx
 ADAPTERS = {"vp": _run_vp, "map": _run_vp, "lp": _run_lp}  # "map" is VP with the prompt frozen
 
 
+def _inputs(cfg: RunConfig, data: TargetData):
+    """The run's training indices (its shot sample) and validation split."""
+    train_idx = torch.as_tensor(sample_shots(data.train.y.numpy(), cfg.shots, cfg.seed))
+    val_idx, val = None, data.val
+    if cfg.val_per_class:
+        val_idx = torch.as_tensor(sample_fewshot_val(data.train.y.numpy(), train_idx.numpy(), cfg.val_per_class, cfg.seed))
+        val = data.train.subset(val_idx)
+    return train_idx, val, val_idx
+
+
+def _record(cfg: RunConfig, preset: Preset, data: TargetData, model, masks, ticket_id, out: AdaptOutcome,
+            n_train: int, val: Split, val_idx, seconds: float, device, **timings) -> RunRecord:
+    assert_masked(model, masks)
+    test_probs, val_probs = out.test_probs.cpu().float(), out.val_probs.cpu().float()
+    metrics = evaluate(test_probs, data.test.y)
+    spec = model_spec(preset.arch)
+    return RunRecord(
+        hash=cfg.hash(), config=cfg.to_dict(),
+        metrics={k: metrics[k] for k in ("accuracy", "ece", "mce", "nll", "brier")},
+        scaled=temperature_scaled_metrics(val_probs, val.y, test_probs, data.test.y),
+        predictions={"test": encode_probs(test_probs), "val": encode_probs(val_probs),
+                     "val_labels": val.y.tolist() if val_idx is not None else None},
+        n_test=metrics["n"], n_train=n_train, n_val=len(val),
+        reliability=metrics["reliability"], per_class_accuracy=metrics["per_class_accuracy"],
+        classes=data.classes, remaining_fraction=remaining_fraction(masks),
+        sparsity=sparsity_report(model, masks, spec.stem, spec.head)["remaining"],
+        ticket=ticket_id, best_epoch=out.best_epoch, curves=out.curves, mapping=out.mapping,
+        mapping_history=out.mapping_history, prompt_png=out.prompt_png, prompt_shift=out.prompt_shift,
+        steps=out.steps, timings={"total_seconds": round(seconds, 3), **timings, **out.timings},
+        provenance=provenance(str(device)),
+    )
+
+
 def run(config: RunConfig, store=None, progress: Progress | None = None, force: bool = False,
         device: str | torch.device | None = None) -> RunResult:
     """Run one experiment (or return the stored result for the same config hash)."""
@@ -151,34 +192,79 @@ def run(config: RunConfig, store=None, progress: Progress | None = None, force: 
     t0 = time.time()
     preset = get_preset(cfg.preset)
     data = load_dataset(cfg.dataset)
-    train_idx = torch.as_tensor(sample_shots(data.train.y.numpy(), cfg.shots, cfg.seed))
-    val_idx, val = None, data.val
-    if cfg.val_per_class:
-        val_idx = torch.as_tensor(sample_fewshot_val(data.train.y.numpy(), train_idx.numpy(), cfg.val_per_class, cfg.seed))
-        val = data.train.subset(val_idx)
+    train_idx, val, val_idx = _inputs(cfg, data)
     device = torch.device(device) if device is not None else default_device()
     model, masks, ticket_id = load_source(preset, cfg)
     to_device(model, device)
     out = ADAPTERS[cfg.method](cfg, preset, model, data, train_idx, val, val_idx, ticket_id, progress, device)
-    assert_masked(model, masks)
-    test_probs, val_probs = out.test_probs.cpu().float(), out.val_probs.cpu().float()
-    metrics = evaluate(test_probs, data.test.y)
-    spec = model_spec(preset.arch)
-    record = RunRecord(
-        hash=key, config=cfg.to_dict(),
-        metrics={k: metrics[k] for k in ("accuracy", "ece", "mce", "nll", "brier")},
-        scaled=temperature_scaled_metrics(val_probs, val.y, test_probs, data.test.y),
-        predictions={"test": encode_probs(test_probs), "val": encode_probs(val_probs),
-                     "val_labels": val.y.tolist() if val_idx is not None else None},
-        n_test=metrics["n"], n_train=int(len(train_idx)), n_val=len(val),
-        reliability=metrics["reliability"], per_class_accuracy=metrics["per_class_accuracy"],
-        classes=data.classes, remaining_fraction=remaining_fraction(masks),
-        sparsity=sparsity_report(model, masks, spec.stem, spec.head)["remaining"],
-        ticket=ticket_id, best_epoch=out.best_epoch, curves=out.curves, mapping=out.mapping,
-        mapping_history=out.mapping_history, prompt_png=out.prompt_png, prompt_shift=out.prompt_shift,
-        steps=out.steps, timings={"total_seconds": round(time.time() - t0, 3), **out.timings},
-        provenance=provenance(str(device)),
-    )
+    record = _record(cfg, preset, data, model, masks, ticket_id, out, int(len(train_idx)), val, val_idx,
+                     time.time() - t0, device)
     if store is not None:
         store.put(record)
     return RunResult(record.to_json())
+
+
+def group_key(cfg: RunConfig) -> str | None:
+    """Runs that can train together: VP or mapping-only configs equal but for their seed (the
+    seeds of one cell share the frozen model and the step plan). None: runs alone."""
+    cfg = resolve(cfg)
+    return cfg.replace(seed=0).hash() if cfg.method in ("vp", "map") and cfg.shots != "full" else None
+
+
+def run_group(configs: list[RunConfig], store=None, device: str | torch.device | None = None) -> list[RunResult]:
+    """Run the configs of one group (equal :func:`group_key`) as one batched prompt training on
+    one loaded model; each record is the one :func:`run` would store (to float rounding; see
+    :func:`lthvp.adapt.vp_training.train_vp_group`) and says how many runs shared its training."""
+    cfgs = [resolve(c) for c in configs]
+    if len({group_key(c) for c in cfgs}) != 1 or group_key(cfgs[0]) is None or len({c.hash() for c in cfgs}) < len(cfgs):
+        raise ValueError("run_group needs distinct VP/mapping-only configs that differ only in their seed")
+    t0 = time.time()
+    preset, data = get_preset(cfgs[0].preset), load_dataset(cfgs[0].dataset)
+    device = torch.device(device) if device is not None else default_device()
+    model, masks, ticket_id = load_source(preset, cfgs[0])
+    to_device(model, device)
+    inputs = [_inputs(c, data) for c in cfgs]
+    jobs = [_vp_job(c, preset, data, idx, val, None, device) for c, (idx, val, _) in zip(cfgs, inputs)]
+    outs = train_vp_group(model, jobs, data.num_classes)
+    seconds = (time.time() - t0) / len(cfgs)  # each run's share of the group's time
+    results = []
+    for c, job, out, (idx, val, val_idx) in zip(cfgs, jobs, outs, inputs):
+        record = _record(c, preset, data, model, masks, ticket_id, _vp_outcome(job.prompt, out), int(len(idx)), val,
+                         val_idx, seconds, device, group_size=len(cfgs))
+        if store is not None:
+            store.put(record)
+        results.append(RunResult(record.to_json()))
+    return results
+
+
+def batches(configs: list[RunConfig], max_group: int = 8) -> list[list[RunConfig]]:
+    """The configs in request order, those that can train together (equal :func:`group_key`)
+    gathered into batches of at most ``max_group``; every other config is a batch of one."""
+    out, open_batch = [], {}
+    for cfg in configs:
+        key = group_key(cfg)
+        if key is None:
+            out.append([cfg])
+            continue
+        if key not in open_batch or len(open_batch[key]) >= max_group:
+            open_batch[key] = []
+            out.append(open_batch[key])
+        open_batch[key].append(cfg)
+    return out
+
+
+def run_many(configs: list[RunConfig], store, on_batch: Callable[[list[RunConfig], Exception | None], None]
+             | None = None, max_group: int = 8) -> int:
+    """Run configs (the sweep's path): each batch of :func:`batches` as one :func:`run_group`
+    (a batch of one as :func:`run`); a batch that fails is reported and the rest go on.
+    Returns the number of configs that failed."""
+    failed = 0
+    for batch in batches(configs, max_group):
+        err = None
+        try:
+            run(batch[0], store) if len(batch) == 1 else run_group(batch, store)
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            err, failed = exc, failed + len(batch)
+        if on_batch:
+            on_batch(batch, err)
+    return failed
