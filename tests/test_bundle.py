@@ -28,6 +28,9 @@ ACCURACY_TOL = 3 / 539  # three test images of digits' 539
 CALIBRATION_TOL = 0.01
 
 
+pytestmark = pytest.mark.release  # every test here checks the shipped bundle itself
+
+
 def expected_cells(grid: dict) -> set[str]:
     cells = [RunConfig(family=f, dataset="digits", method=m, level=lv, shots=sh, seed=sd)
              for f in grid["families"] for m in grid["methods"] for lv in grid["levels"] for sh in grid["shots"]

@@ -104,6 +104,8 @@ def test_sweep_defaults_are_the_mini_grid():
     assert {str(c.shots) for c in configs} == {"1", "2", "5", "10", "full"} and {c.seed for c in configs} == {0}
 
 
+@pytest.mark.shipped
+@pytest.mark.release
 def test_cli_serves_a_shipped_cell_from_a_fresh_store(tmp_path, capsys):
     """One store, whichever door: the CLI seeds a new store from cache/*.zip, so a shipped cell
     is answered from the store (cached), never retrained."""

@@ -328,6 +328,7 @@ def test_oversize_record_and_bundle(populated, tmp_path, monkeypatch):
     _rejected(populated, _zip(tmp_path / "many.zip", members), "in total")
 
 
+@pytest.mark.release
 def test_v1_fixture_and_shipped_bundle_import_with_every_value_unchanged(tmp_path):
     from lthvp.results.record_schema import FIELDS
 

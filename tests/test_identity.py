@@ -47,6 +47,7 @@ def test_a_field_added_later_keeps_old_hashes():
 
 # -- one type per value: equal configs hash equal, and only equal configs do ------------------------
 
+import pytest  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 SHOTS = st.one_of(st.integers(1, 50), st.sampled_from(["full", "FULL", " Full ", "5", "10"]))
@@ -83,6 +84,7 @@ def test_integer_and_float_spellings_name_one_result():
     assert RunConfig(shots="5").hash() == RunConfig(shots=5).hash()
 
 
+@pytest.mark.release
 def test_shipped_bundles_keep_every_hash():
     shipped = Path(__file__).parent.parent / "cache" / "mini_digits.zip"
     for bundle in (FIXTURE, shipped):
