@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from lthvp.compute.runner import run
 from lthvp.data.sources import GENERATORS

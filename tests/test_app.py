@@ -10,8 +10,8 @@ import pytest
 
 from helpers import REPO, page_bundle
 
-PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/effects.py", "pages/run_detail.py", "pages/prompts.py", "pages/run.py",
-         "pages/subpopulations.py",
+PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/effects.py",
+         "pages/run_detail.py", "pages/prompts.py", "pages/run.py", "pages/subpopulations.py",
          "pages/bundles.py"]
 
 

@@ -1,1 +1,2 @@
-"""Source models and their sparse tickets: architectures, pre-trained weights, masks and pruning, IMP, ticket families and ticket file formats."""
+"""Source models and their sparse tickets: architectures, pre-trained weights, masks and pruning,
+IMP, compression arms, ticket families and ticket file formats."""
