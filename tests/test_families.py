@@ -142,3 +142,36 @@ def test_the_mini_study_ships_three_families_within_25_mb():
     assert SEEDS == [0, 1, 2]
     shipped = [p for s in SEEDS for p in family_dir(MINI.family_dir, s).iterdir() if p.name != "rewind.safetensors"]
     assert sum(p.stat().st_size for p in shipped) <= 25 * 1024 * 1024
+
+
+@pytest.mark.slow
+def test_level_0_is_the_rewound_dense_control(tmp_path):
+    """The rewound-dense control (the rewind point retrained with no mask, the recipe of every IMP
+    level) is bit for bit level 0: level 0 is itself trained as 'rewind point, then the rest of
+    the schedule with a fresh optimizer', so L{k} - L0 differs only by the mask. The v3 study
+    uses level 0 as its control and builds no separate one (control=True builds it, as here)."""
+    import dataclasses
+
+    import torch
+
+    from lthvp.results.config import RunConfig
+    from lthvp.results.presets import MINI, IMPSettings
+    from lthvp.tickets.families import TicketFamily
+    from lthvp.tickets.imp import build_family
+
+    s = IMPSettings(train_images=60, epochs=1, batch_size=20, lr=0.05, rewind_step=1, levels=1, random_levels=(),
+                    control=True)
+    info = build_family(dataclasses.replace(MINI, imp=s), tmp_path / "fam", settings=s)
+    assert set(info["control_levels"]) == {"0"} and info["settings"]["control"] is True
+    fam = TicketFamily(tmp_path / "fam")
+    control, cmask = fam.load(0, "control")
+    dense, _ = fam.load(0)
+    assert all(bool(m.all()) for m in cmask.values())  # no mask
+    a, b = control.state_dict(), dense.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    level1, mask1 = fam.load(1)
+    assert any(not torch.equal(level1.state_dict()[k], b[k]) for k in b)  # level 1 trained under its mask
+    assert "| control | 0 |" in (tmp_path / "fam" / "REPORT.md").read_text()
+    assert RunConfig(arm="control", level=0).hash() != RunConfig().hash()
+    with pytest.raises(ValueError, match="level 0 only"):
+        RunConfig(arm="control", level=1)

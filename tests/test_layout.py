@@ -84,3 +84,70 @@ def test_readme_layout_table_matches_the_tree():
     assert not modules - named, f"modules missing from the README layout table: {sorted(modules - named)}"
     paths = {n.rstrip("/") for n in named if "/" in n and not n.startswith("./")}  # ./data is the user's
     assert all((PKG.parent / p).exists() for p in paths), [p for p in paths if not (PKG.parent / p).exists()]
+
+
+# Packages from the bottom up: a module may import its own package and those below it, never above
+# (paths and the shared vocabulary first, then data, models and tickets, adaptation, running,
+# analysis, drawing, and the command line on top).
+LAYERS = ["paths", "results", "data", "tickets", "adapt", "compute", "analysis", "ui", "commands", "__main__"]
+
+
+def package_edges() -> set[tuple[str, str, str, str]]:
+    """(package, imported package, module, imported module) for imports across packages."""
+    out = set()
+    for module, deps in import_graph().items():
+        for dep in deps:
+            a, b = module.split(".")[1], dep.split(".")[1]
+            if a != b:
+                out.add((a, b, module, dep))
+    return out
+
+
+def test_packages_import_only_downwards():
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    packages = {module_name(p).split(".")[1] for p in PKG.rglob("*.py") if module_name(p) != "lthvp"}
+    assert packages <= set(rank), f"packages missing from LAYERS: {sorted(packages - set(rank))}"
+    upward = sorted(f"{m} -> {d}" for a, b, m, d in package_edges() if rank[b] > rank[a])
+    assert not upward, upward
+
+
+def test_no_page_imports_torch(tmp_path):
+    """Every page renders a store of a few results with torch made unimportable: the server
+    process of a dashboard that only reads and draws never loads torch (training runs in workers)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import importlib.abc, os, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, Block())
+try:
+    import torch  # noqa: F401
+    raise SystemExit("the blocker does not block")
+except ImportError:
+    pass
+os.environ.update(LTHVP_STORE={str(tmp_path / "store")!r}, LTHVP_AUTOSTART_WORKER="0")
+sys.path.insert(0, "tests")
+from helpers import make_record
+from lthvp.results.store import ResultStore
+store = ResultStore(os.environ["LTHVP_STORE"])
+for method in ("vp", "lp"):
+    for level in (0, 2):
+        for seed in (0, 1):
+            store.put(make_record(seed=seed, method=method, level=level, family=0))
+from streamlit.testing.v1 import AppTest
+bad = []
+for page in sorted(os.listdir("pages")):
+    at = AppTest.from_file("app.py", default_timeout=60)
+    at.switch_page("pages/" + page)
+    at.run()
+    if at.exception:
+        bad.append((page, [e.message for e in at.exception]))
+print("torch loaded" if "torch" in sys.modules else "ok", bad)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=PKG.parent, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "ok []", out.stdout[-3000:]

@@ -17,13 +17,19 @@ from dataclasses import dataclass
 METHODS = ("vp", "map", "lp")  # "map": VP's label mapping with the prompt frozen at its start
 MAPPINGS = ("ilm", "flm", "rlm")
 ASSIGNMENTS = ("greedy", "hungarian")
-# "ticket" = IMP, "random" = random pruning at IMP's per-layer counts; the rest are compression arms
+# "ticket" = IMP, "random" = random pruning at IMP's per-layer counts, "control" = the rewind point retrained
+# with no mask (level 0 only: differs from every IMP level only by the mask); the rest are compression arms
 # (lthvp.tickets.arms): one-shot magnitude / L1 filter pruning with and without fine-tuning, int8/int4 weights.
-ARMS = ("ticket", "random", "oneshot", "oneshot_noft", "structured", "structured_noft", "quant8", "quant4")
+ARMS = ("ticket", "random", "control", "oneshot", "oneshot_noft", "structured", "structured_noft", "quant8", "quant4")
 PRUNED_ARMS = ("random", "oneshot", "oneshot_noft", "structured", "structured_noft")  # level 0 would be dense
 FULL = "full"
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast for VP's steps and passes (the test pass stays fp32); docs/BENCHMARKS.md
-MAX_LR = 1e300  # finite as a float, so float(lr) never overflows (an int lr may be huge)
+# Plausible maxima, refused at entry (CLI, Run page, bundles) instead of overflowing or allocating later: an lr
+# of 1e299 overflowed Adam's update; 1e8 epochs would run for years. The shipped studies use lr <= 0.1,
+# <= 100 epochs and 1,000 steps.
+MAX_LR = 10.0
+MAX_EPOCHS = 10_000
+MAX_STEPS = 1_000_000
 MAX_LEVEL = 100  # IMP levels: 0.8 ** 100 of the weights would be ~2e-10
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # preset and dataset names
 
@@ -97,20 +103,26 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
                 raise ValueError(f"{name} must be an integer in [0, {high}], got {value!r}")
-        for name, low in (("epochs", 1), ("batch_size", 1), ("image_size", 1)):
+        for name, low, high in (("epochs", 1, MAX_EPOCHS), ("batch_size", 1, None), ("image_size", 1, None)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ValueError(f"{name} must be an integer >= {low} (or unset for the preset default), got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low
+                                      or (high is not None and value > high)):
+                raise ValueError(f"{name} must be an integer >= {low}" + (f" and <= {high}" if high else "")
+                                 + f" (or unset for the preset default), got {value!r}")
         if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
-                                    or not 0 <= self.lr < MAX_LR):
-            raise ValueError(f"lr must be a finite number > 0 (0 only for the mapping-only baseline, method map), "
-                             f"got {self.lr!r}")
+                                    or not 0 <= self.lr <= MAX_LR):
+            raise ValueError(f"lr must be a finite number > 0 and <= {MAX_LR:g} (0 only for the mapping-only baseline, "
+                             f"method map), got {self.lr!r}")
         if self.lr == 0 and self.method != "map":
             raise ValueError("lr must be > 0 (lr 0 is the mapping-only baseline: use --method map)")
-        for name, low in (("family", 0), ("steps", 0), ("val_per_class", 1)):
+        for name, low, high in (("family", 0, None), ("steps", 0, MAX_STEPS), ("val_per_class", 1, None)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low
+                                      or (high is not None and value > high)):
+                raise ValueError(f"{name} must be an integer >= {low}" + (f" and <= {high}" if high else "")
+                                 + f" or None, got {value!r}")
+        if self.arm == "control" and self.level != 0:
+            raise ValueError("the rewound-dense control has level 0 only (it has no mask)")
         if self.arm in PRUNED_ARMS and self.level == 0:
             name = "random-pruning" if self.arm == "random" else self.arm
             raise ValueError(f"the {name} arm needs level >= 1 (level 0 is dense)")

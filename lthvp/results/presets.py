@@ -26,6 +26,7 @@ class IMPSettings:
     ignore: tuple[str, ...] = ()
     random_levels: tuple[int, ...] = (2, 4, 6, 8)
     seed: int = 0
+    control: bool = False  # also build the rewound-dense control (the rewind point retrained, no mask)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Preset:
     lp_batch: int = 128
     imp: IMPSettings = IMPSettings()
     image_sizes: dict = field(default_factory=dict)  # dataset -> VP image size
+    source_classes: int | None = None  # at most this many source-model outputs: label-mapping entries lie below
 
     def image_size(self, dataset: str) -> int:
         return self.image_sizes.get(dataset, self.image_sizes.get("*", self.canvas))
@@ -54,7 +56,7 @@ MINI = Preset(
     name="mini", arch="resnet20", family_dir=TICKETS_DIR / "mini", canvas=32,
     vp_epochs={1: 30, 2: 30, 5: 25, 10: 25, FULL: 10},
     vp_batch={1: 16, 2: 16, 5: 32, 10: 32, FULL: 128},
-    lp_epochs=60, lp_batch=64, image_sizes={"*": 24},
+    lp_epochs=60, lp_batch=64, image_sizes={"*": 24}, source_classes=10,
     # v2 transfer protocol (runs on family_<seed>): >= 1,000 Adam steps per VP run, few-shot validation
     vp_steps={1: 1000, 2: 1000, 5: 1000, 10: 1000, FULL: 1000}, fewshot_val=True,
     # chosen on the validation split by scripts/choose_vp_lr.py (grid 0.01/0.03/0.1/0.3, family 0, level 0,
@@ -75,6 +77,18 @@ def get_preset(name: str) -> Preset:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
 
 
+def check_bounds(cfg: RunConfig) -> Preset:
+    """The bounds that depend on the preset (RunConfig checks the rest), before anything is
+    allocated: a known preset, and an image that fits the canvas it is padded into (a VP prompt
+    of image_size 100000 asked for a 1.2 TB tensor). Every run (CLI, Run page, queue) passes here
+    through :func:`resolve`; every stored record through the record schema."""
+    p = get_preset(cfg.preset)
+    if cfg.image_size is not None and cfg.image_size > p.canvas:
+        raise ValueError(f"image_size must be an integer in [1, {p.canvas}] (the {p.name} preset's canvas), "
+                         f"got {cfg.image_size}")
+    return p
+
+
 def _by_shots(table: dict, shots):
     if shots in table:
         return table[shots]
@@ -93,7 +107,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     budget unless it names epochs or steps, and few-shot validation where the preset says so.
     The legacy single family (``family`` None) keeps the first protocol, so its stored records
     resolve to themselves."""
-    p = get_preset(cfg.preset)
+    p = check_bounds(cfg)
     if cfg.method == "lp" and cfg.precision != "fp32":
         raise ValueError("precision bf16 applies to VP and mapping-only runs; LP runs in fp32")
     v2 = cfg.family is not None
@@ -126,7 +140,7 @@ PRESETS["paper"] = Preset(
     name="paper", arch="resnet50", family_dir=TICKETS_DIR / "paper", canvas=224,
     vp_epochs={1: 100, 2: 100, 5: 100, 10: 100, FULL: 100},
     vp_batch={1: 128, 2: 128, 5: 128, 10: 128, FULL: 128},
-    lp_epochs=100, lp_lr=0.01, lp_batch=256, vp_lr=0.01,
+    lp_epochs=100, lp_lr=0.01, lp_batch=256, vp_lr=0.01, source_classes=1000,
     imp=IMPSettings(source_dataset="imagenet-imagefolder", ignore=("conv1.weight", "fc.weight")),
     image_sizes={"cifar10": 32, "cifar100": 32, "svhn": 32, "gtsrb": 32, "*": 128},
 )

@@ -99,8 +99,8 @@ def family_report(info: dict) -> str:
     lines += [
              "| arm | level | remaining, all prunable | without stem | without stem and head | source test acc | train s |",
              "|---|---|---|---|---|---|---|"]
-    for arm, key in (("IMP", "levels"), ("random", "random_levels")):
-        for level, row in sorted(info[key].items(), key=lambda kv: int(kv[0])):
+    for arm, key in (("IMP", "levels"), ("control", "control_levels"), ("random", "random_levels")):
+        for level, row in sorted((info.get(key) or {}).items(), key=lambda kv: int(kv[0])):
             r = row["remaining"]
             lines.append(f"| {arm} | {level} | {100 * r['all_prunable']:.2f}% | {100 * r['without_stem']:.2f}% | "
                          f"{100 * r['without_stem_and_head']:.2f}% | {100 * row['source_test_accuracy']:.2f}% | "
@@ -125,6 +125,8 @@ def build_family(preset: Preset, directory: str | Path | None = None, levels: in
     """
     s = settings or preset.imp
     settings_dict = {**asdict(s), "ignore": list(s.ignore), "random_levels": list(s.random_levels)}
+    if not s.control:  # families built before the control existed keep their recorded settings
+        settings_dict.pop("control")
     max_level = s.levels if levels is None else levels
     w = FamilyWriter(directory or preset.family_dir,
                      {"preset": preset.name, "arch": preset.arch, "builder": "imp", "sparsity_counts": SPARSITY_COUNTS},
@@ -170,6 +172,10 @@ def build_family(preset: Preset, directory: str | Path | None = None, levels: in
             prev, prev_masks = w.load(level - 1)
             masks = global_magnitude_prune(prev, prev_masks, s.prune_fraction, s.ignore)
             finish(retrain(masks, f"level {level}"), masks, level, "ticket", t0)
+    if s.control and not w.has(0, "control"):  # differs from every IMP level only by the mask
+        t0 = time.time()
+        _, dense, _ = load_ticket_file(rewind_path)  # the rewind point's masks: all ones
+        finish(retrain(dense, "rewound-dense control"), dense, 0, "control", t0)
     for level in s.random_levels:
         if level <= max_level and not w.has(level, "random"):
             t0 = time.time()

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save
 
+from lthvp.tickets.family_index import file_sha256  # noqa: F401  (re-exported: ticket files' digest)
 from lthvp.tickets.models import build_model
 from lthvp.tickets.sparsity import Masks, apply_masks
 
@@ -80,17 +81,6 @@ def canonical_safetensors(data: bytes) -> bytes:
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the header stays 8-byte aligned
     return len(text).to_bytes(8, "little") + text + data[8 + n:]
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content digest of a ticket file (recorded in family.json; keys the LP feature cache)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def is_ticket_file(path: str | Path) -> bool:

@@ -38,28 +38,28 @@ def store_dir() -> Path:
 def family_choices(preset: str = "mini") -> list[int | None]:
     """The preset's ticket families that have built levels: v2 families (source seeds) first, then
     the legacy single family (None)."""
-    from lthvp.tickets.families import TicketFamily, family_dir, family_seeds
+    from lthvp.tickets.family_index import FamilyIndex, family_dir, family_seeds
 
     p = get_preset(preset)
-    return [f for f in family_seeds(p.family_dir) + [None] if TicketFamily(family_dir(p.family_dir, f)).built()["ticket"]]
+    return [f for f in family_seeds(p.family_dir) + [None] if FamilyIndex(family_dir(p.family_dir, f)).built()["ticket"]]
 
 
 def family_levels(preset: str = "mini", family: int | None = None) -> dict:
     """Built levels of one family: {'ticket': [...], 'random': [...], 'remaining': {level: frac}}."""
-    from lthvp.tickets.families import TicketFamily, family_dir
+    from lthvp.tickets.family_index import FamilyIndex, family_dir
 
-    return TicketFamily(family_dir(get_preset(preset).family_dir, family)).built()
+    return FamilyIndex(family_dir(get_preset(preset).family_dir, family)).built()
 
 
 def source_accuracies(preset: str = "mini") -> pd.DataFrame:
     """Each ticket's own source-task test accuracy (from family.json), per family, arm and level."""
-    from lthvp.tickets.families import ARM_KEYS, TicketFamily, family_dir, family_seeds
+    from lthvp.tickets.family_index import ARM_KEYS, FamilyIndex, family_dir, family_seeds
 
     p = get_preset(preset)
     rows = []
     for seed in [None] + family_seeds(p.family_dir):
         try:
-            info = TicketFamily(family_dir(p.family_dir, seed)).info
+            info = FamilyIndex(family_dir(p.family_dir, seed)).info
         except (OSError, ValueError):
             continue
         for arm, key in ARM_KEYS.items():
