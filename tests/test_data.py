@@ -179,3 +179,14 @@ def test_catalog_names_every_registered_target():
     from lthvp.data.datasets import registered
 
     assert set(TARGETS["mini"]) | set(TARGETS["paper"]) | set(GENERATED_SOURCES) == set(registered())
+
+
+def test_fashion_mnist_1k_is_a_fixed_stratified_tenth_of_the_test_split():
+    from lthvp.data.datasets import load_dataset
+
+    full, small = load_dataset("fashion_mnist"), load_dataset("fashion_mnist_1k")
+    assert len(small.test) == 1000 and np.bincount(small.test.y.numpy()).tolist() == [100] * 10
+    assert torch.equal(small.train.y, full.train.y) and torch.equal(small.val.y, full.val.y)
+    rows = {bytes(img.numpy()) for img in full.test.x}
+    assert all(bytes(img.numpy()) in rows for img in small.test.x[:50])  # drawn from the official test split
+    assert torch.equal(load_dataset("fashion_mnist_1k").test.x, small.test.x)  # the same subset every time

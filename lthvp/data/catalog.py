@@ -5,7 +5,7 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot"]
 
 TARGETS = {
-    "mini": ["digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "svhn"],
+    "mini": ["digits", "fashion_mnist", "fashion_mnist_1k", "mnist", "kmnist", "cifar10", "svhn"],
     "paper": ["cifar10", "cifar100", "svhn", "gtsrb", "flowers102", "dtd", "oxford_pets", "eurosat", "food101"],
 }
 

@@ -183,6 +183,15 @@ def load_fashion_mnist(root: Path, download: bool) -> TargetData:
                      read("t10k-images-idx3-ubyte"), read("t10k-labels-idx1-ubyte"), val_fraction=0.1)
 
 
+def load_fashion_mnist_1k(root: Path, download: bool) -> TargetData:
+    """Fashion-MNIST as a v3 target: the same train/val splits, and a fixed stratified test subset
+    of 1,000 images (100 per class, seed 12345), because every stored run keeps its per-sample
+    test probabilities and the full 10,000 would make the shipped bundle too large."""
+    full = load_fashion_mnist(root, download)
+    _, keep = stratified_holdout(full.test.y.numpy(), 0.1, SPLIT_SEED)
+    return TargetData("fashion_mnist_1k", full.classes, full.train, full.val, full.test.subset(keep))
+
+
 def _torchvision_loader(cls_name: str, split_kw: Callable[[bool], dict], classes: list[str] | None = None):
     def load(root: Path, download: bool) -> TargetData:
         import torchvision
@@ -218,6 +227,7 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(load_digits_data),
     "fashion_mnist": DatasetSpec(load_fashion_mnist),
+    "fashion_mnist_1k": DatasetSpec(load_fashion_mnist_1k),
     "mnist": DatasetSpec(_torchvision_loader("MNIST", lambda t: {"train": t})),
     "kmnist": DatasetSpec(_torchvision_loader("KMNIST", lambda t: {"train": t})),
     "cifar10": DatasetSpec(_torchvision_loader("CIFAR10", lambda t: {"train": t})),
