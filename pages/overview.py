@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from lthvp.analysis import verdicts
 from lthvp.ui import app_frame
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
@@ -31,6 +32,12 @@ c[5].metric("seeds", df["seed"].nunique())
 left, right = st.columns(2)
 ds = db.dataset_select(df, left)
 shots = db.shot_select(df[df["dataset"] == ds], right)
+
+answer = verdicts.headline(db.effects_table("accuracy", ds, df))
+if answer:  # generated from the numbers, never user text
+    st.info(answer, icon=":material/lightbulb:")
+    st.page_link("pages/effects.py", label="Effects: every claim with its interval, adjusted p and MDE",
+                 icon=":material/functions:", query_params={"ds": ds})
 
 charts.show(plots.headline_figure(df, ds, shots), "headline")
 st.caption(f"{plots.AGGREGATE_NOTE}. Dashed: random pruning at the same sparsity. Remaining weights count all "

@@ -79,6 +79,13 @@ def test_overview_numbers(app_store):
     assert {t.get("name") for t in fig["data"]} >= {"VP", "LP"}
     summary = at.dataframe[0].value
     assert summary["runs"].sum() == len(app_store)
+    # the study's answer in one sentence, generated from the effects table, and a link to Effects
+    from lthvp.analysis.effects import effects
+    from lthvp.analysis.verdicts import headline
+
+    answer = [el.value for el in at.info]
+    assert answer == [headline(effects(df, "accuracy", at.selectbox[0].value))]
+    assert any("effects" in str(link.proto.page) for link in at.get("page_link"))
 
 
 def test_sparsity_query_params_round_trip(app_store):
@@ -378,6 +385,39 @@ def test_all_families_leaves_the_legacy_study_apart(tmp_path, monkeypatch):
         assert not at.exception and any("2 ticket families" in c.value for c in at.caption)
         at = app("pages/effects.py", {"family": "legacy study (v1, one family)"})
         assert not at.exception and any("1 ticket family;" in c.value for c in at.caption)
+    finally:
+        cache_data.clear()
+        cache_resource.clear()
+
+
+def test_run_page_offers_every_arm_the_family_has_built(tmp_path, monkeypatch):
+    """The Arm dropdown lists the arms the chosen family has built (in the study's order), and
+    the Levels offered are that arm's; the choice lives in the URL."""
+    from streamlit import cache_data, cache_resource
+
+    from lthvp.ui import dashboard
+
+    built = {"ticket": [0, 2, 4], "random": [], "control": [], "oneshot": [2, 4], "oneshot_noft": [],
+             "structured": [], "structured_noft": [], "quant8": [0, 2, 4], "quant4": [],
+             "remaining": {0: 1.0, 2: 0.64, 4: 0.41}}
+    monkeypatch.setattr(dashboard, "family_choices", lambda preset="mini": [0])
+    monkeypatch.setattr(dashboard, "family_levels", lambda preset="mini", family=None: built)
+    (tmp_path / "none").mkdir()
+    monkeypatch.setenv("LTHVP_BUNDLES", str(tmp_path / "none"))
+    monkeypatch.setenv("LTHVP_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("LTHVP_AUTOSTART_WORKER", "0")
+    cache_data.clear()
+    cache_resource.clear()
+    try:
+        at = ok(app("pages/run.py"))
+        assert at.selectbox(key="r_arm").options == ["ticket", "oneshot", "quant8"]
+        assert at.selectbox(key="r_arm").value == "ticket" and at.query_params["r_arm"] == ["ticket"]
+        at = ok(app("pages/run.py", {"r_arm": "oneshot", "r_levels": ["L2", "L4"], "r_methods": "LP"}))
+        assert at.selectbox(key="r_arm").value == "oneshot"
+        assert at.multiselect(key="r_levels").options == ["L2", "L4"] and at.multiselect(key="r_levels").value == [2, 4]
+        assert "**2 runs selected**" in at.markdown[0].value
+        at = ok(app("pages/run.py", {"r_arm": "quant8"}))
+        assert at.multiselect(key="r_levels").options == ["L0", "L2", "L4"]  # quantized dense model included
     finally:
         cache_data.clear()
         cache_resource.clear()

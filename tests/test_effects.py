@@ -512,3 +512,23 @@ def test_effects_page_shows_mde_and_per_level_estimates_beside_slopes(tmp_path, 
     finally:
         cache_data.clear()
         cache_resource.clear()
+
+
+def test_the_headline_states_the_answer_in_one_sentence():
+    import pandas as pd
+
+    from lthvp.analysis.verdicts import headline
+
+    def row(shots, est, p_adj, lo, hi):
+        return {"metric": "accuracy", "method": "vp-lp", "arm": "ticket", "contrast": "vp-lp_slope", "shots": shots,
+                "estimate": est, "p_adj": p_adj, "ci_low_adj": lo, "ci_high_adj": hi}
+
+    table = pd.DataFrame([row("1", 0.034, 0.02, 0.006, 0.063), row("5", -0.05, 0.01, -0.09, -0.01),
+                          row("full", 0.035, 0.5, -0.076, 0.145)])
+    text = headline(table)
+    assert text.startswith("Does sparsity cost visual prompting more than linear probing? Detected at 5 shots; "
+                           "detected against the claim (LP loses more) at 1 shot;")
+    assert text.endswith("on full data VP's accuracy changes by +3.5 points per halving of the weights relative to "
+                         "LP's (simultaneous 95% interval -7.6 to +14.5).")
+    none = headline(table.assign(p_adj=0.5))
+    assert "Not detected at any shot count" in none and headline(table.iloc[0:0]) is None

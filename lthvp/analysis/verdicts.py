@@ -50,3 +50,34 @@ def verdict(row: pd.Series | dict, alpha: float = ALPHA, metric: str | None = No
     if flag == flag and flag is not None and bool(flag):  # NaN or missing: no flag
         text += "; driven by the dense level (no slope over the sparse levels alone)"
     return text
+
+
+def headline(table: pd.DataFrame, alpha: float = ALPHA) -> str | None:
+    """The study's answer in one sentence: the paper's claim (sparsity costs VP more than LP,
+    the VP - LP accuracy slope, negative = VP loses more) at each shot count, with the full-data
+    (or the largest) shot count's estimate and simultaneous interval. None without that contrast."""
+    rows = table[(table["contrast"] == "vp-lp_slope") & (table["arm"] == "ticket")] if len(table) else table
+    if "metric" in rows:
+        rows = rows[rows["metric"] == "accuracy"]
+    if not len(rows):
+        return None
+    p = rows["p_adj"] if "p_adj" in rows else rows["p_holm"]
+    detected = rows[p < alpha]
+    def said(shots) -> str:
+        names = ["full data" if str(s) == "full" else f"{s} shot{'' if str(s) == '1' else 's'}" for s in shots]
+        return ", ".join(names)
+
+    supports, against = detected.loc[detected["estimate"] < 0, "shots"], detected.loc[detected["estimate"] >= 0, "shots"]
+    parts = []
+    if len(supports):
+        parts.append(f"detected at {said(supports)}")
+    if len(against):
+        parts.append(f"detected against the claim (LP loses more) at {said(against)}")
+    verdict_text = "; ".join(parts) if parts else "not detected at any shot count"
+    shots = [str(s) for s in rows["shots"]]
+    last = rows.iloc[shots.index("full")] if "full" in shots else rows.iloc[-1]
+    lo, hi = (last["ci_low_adj"], last["ci_high_adj"]) if "ci_low_adj" in last else (last["ci_low"], last["ci_high"])
+    where = "on full data" if str(last["shots"]) == "full" else f"at {last['shots']} shots"
+    return (f"Does sparsity cost visual prompting more than linear probing? {verdict_text[0].upper()}{verdict_text[1:]}; "
+            f"{where} VP's accuracy changes by {100 * last['estimate']:+.1f} points per halving of the weights "
+            f"relative to LP's (simultaneous 95% interval {100 * lo:+.1f} to {100 * hi:+.1f}).")
