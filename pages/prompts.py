@@ -13,6 +13,20 @@ from lthvp.ui import plots, prompt_plots
 app_frame.ensure_frame()
 
 
+def drawable(records: list, draw) -> list:
+    """The records ``draw`` can show together; one it cannot (a stored record written before the
+    record schema checked whole records) is named in a warning and skipped, never a page error."""
+    kept = []
+    for r in records:
+        try:
+            draw(kept + [r])
+            kept.append(r)
+        except Exception as err:  # st.stop() and reruns are BaseExceptions and pass through
+            st.warning(f"Run {r['hash']} cannot be drawn here ({type(err).__name__}); skipped. "
+                       "`python -m lthvp store check` lists stored records that fail today's schema.")
+    return kept
+
+
 @st.cache_resource(show_spinner="loading target images…")
 def target_examples(dataset: str, n: int = 6):
     """A few test images (N, H, W, 3 uint8) and labels; None when the dataset is not available."""
@@ -113,11 +127,13 @@ if rec is not None and rec.get("prompt_png"):
     show_applied(rec)
 
 st.subheader("Label mapping: target class → source class")
-table = prompt_plots.mapping_table([db.find_record(sel, level=lv) for lv in levels if db.find_record(sel, level=lv)],
-                            source_classes)
+mapped = drawable([db.find_record(sel, level=lv) for lv in levels if db.find_record(sel, level=lv)],
+                  lambda rs: prompt_plots.mapping_table(rs, source_classes))
+table = prompt_plots.mapping_table(mapped, source_classes)
 if not table.empty:
     st.dataframe(table, width="stretch")
-if rec is not None and rec.get("mapping_history"):
+if rec is not None and rec.get("mapping_history") and drawable(
+        [rec], lambda rs: prompt_plots.mapping_history_figure(rs[0], source_classes)):
     charts.show(prompt_plots.mapping_history_figure(rec, source_classes), "mapping_history")
     st.caption(f"ILM recomputes the mapping at the start of every epoch (level L{level}); a colour change along a "
                "row is a reassignment.")

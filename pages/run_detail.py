@@ -12,6 +12,17 @@ from lthvp.ui import plots, prompt_plots, reliability_plots
 
 app_frame.ensure_frame()
 
+
+def drawn(what: str, draw) -> None:
+    """Draw one part of the run; a stored record this page cannot draw (written before the record
+    schema checked whole records) is a warning and the part is skipped, never a page error."""
+    try:
+        draw()
+    except Exception as err:  # st.stop() and reruns are BaseExceptions and pass through
+        st.warning(f"This run's {what} cannot be drawn ({type(err).__name__}); skipped. "
+                   "`python -m lthvp store check` lists stored records that fail today's schema.")
+
+
 st.title("Run")
 df = db.results_or_stop()
 
@@ -65,10 +76,11 @@ if dense is not None and dense["hash"] != key:
                 f"(this run {100 * d:+.2f} points); [open it](?hash={dense['hash']})")
 
 left, right = st.columns(2)
-charts.show(prompt_plots.curves_figure(rec), "curves", where=left)
+drawn("training curves", lambda: charts.show(prompt_plots.curves_figure(rec), "curves", where=left))
 left.caption(f"Chosen epoch (round): {rec.get('best_epoch')} — by validation accuracy, ties by validation NLL; "
              f"validation images: {rec.get('n_val')}; training images: {rec.get('n_train')}; steps: {rec.get('steps')}.")
-charts.show(reliability_plots.reliability_figure([(plots.record_label(rec), rec)], height=360), "rel", where=right)
+drawn("reliability diagram", lambda: charts.show(
+    reliability_plots.reliability_figure([(plots.record_label(rec), rec)], height=360), "rel", where=right))
 
 if rec.get("prompt_png"):
     st.subheader("Prompt")
@@ -79,12 +91,14 @@ if rec.get("prompt_png"):
         st.caption(f"Mean distance of the border from its grey start: {255 * rec['prompt_shift']:.1f}/255.")
 if rec.get("mapping"):
     st.subheader("Label mapping (target -> source class)")
-    st.dataframe(pd.DataFrame({"target": rec.get("classes") or list(range(len(rec["mapping"]))),
-                               "source class": rec["mapping"]}), hide_index=True)
+    drawn("label mapping", lambda: st.dataframe(pd.DataFrame(
+        {"target": rec.get("classes") or list(range(len(rec["mapping"]))), "source class": rec["mapping"]}),
+        hide_index=True))
 
 st.subheader("Per-class test accuracy")
 pca = rec.get("per_class_accuracy") or []
-st.dataframe(pd.DataFrame({"class": rec.get("classes") or list(range(len(pca))), "accuracy": pca}), hide_index=True)
+drawn("per-class accuracy", lambda: st.dataframe(pd.DataFrame(
+    {"class": rec.get("classes") or list(range(len(pca))), "accuracy": pca}), hide_index=True))
 
 with st.expander("Config, identity and provenance"):
     st.json({"hash": key, "config": c, "ticket": rec.get("ticket"), "provenance": rec.get("provenance"),

@@ -357,7 +357,7 @@ def test_v1_fixture_and_shipped_bundle_import_with_every_value_unchanged(tmp_pat
 # --- the store on disk --------------------------------------------------------------------------
 
 def test_corrupt_or_empty_cache_db_gives_the_recovery_command(tmp_path, capsys):
-    from lthvp.results import store_admin
+    from lthvp.commands import store_admin
 
     bad = tmp_path / "bad"
     ResultStore(bad).put(make_record(30))
@@ -386,7 +386,7 @@ def test_corrupt_or_empty_cache_db_gives_the_recovery_command(tmp_path, capsys):
 
 def test_delete_and_check(tmp_path, capsys):
     from lthvp.compute.jobs import DONE, JobQueue
-    from lthvp.results import store_admin
+    from lthvp.commands import store_admin
 
     s = ResultStore(tmp_path / "s")
     a, b = make_record(40), make_record(41, method="lp")
@@ -541,14 +541,17 @@ def test_store_repair(tmp_path, capsys):
     cache.db is unreadable from the value files still beside it, keeping the damaged file aside."""
     import numpy as np
 
-    from lthvp.results import store_admin
+    from lthvp.commands import store_admin
+    from lthvp.results.metrics import evaluate
     from lthvp.results.predictions import encode_probs
 
     directory = tmp_path / "store"
     s = ResultStore(directory)
     small = make_record(40)
     large = make_record(41)  # predictions push it over diskcache's 32 KB: kept as a value file
-    large["predictions"] = {"test": encode_probs(np.random.default_rng(0).dirichlet(np.ones(10), size=2000))}
+    probs = np.random.default_rng(0).dirichlet(np.ones(10), size=2000)
+    large["predictions"] = {"test": encode_probs(probs)}  # the bins describe the same 2,000 test samples
+    large["reliability"] = evaluate(probs, np.random.default_rng(1).integers(0, 10, size=2000))["reliability"]
     s.put(small)
     s.put(large)
     assert store_admin.repair(directory) == 0 and "nothing to repair" in capsys.readouterr().out
@@ -577,7 +580,7 @@ def test_repair_refuses_while_workers_run_and_frees_lost_jobs(tmp_path, capsys):
     import gc
 
     from lthvp.compute.jobs import JobQueue
-    from lthvp.results import store_admin
+    from lthvp.commands import store_admin
 
     directory = tmp_path / "store"
     s = ResultStore(directory)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from lthvp.commands.cli_common import open_store, positive_int, progress_bar
+from lthvp.commands.cli_common import every_store_arg, open_store, positive_int, progress_bar, store_path
 from lthvp.results.config import ARMS
 
 
@@ -57,7 +57,7 @@ def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     p.add_argument("--lp-input", default="full", choices=["full", "matched"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: VP's steps and mapping/validation passes under bf16 autocast (names a new result)")
-    p.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    p.add_argument("--store", type=store_path, default=None, help="results store directory (default cache/store)")
 
 
 def _configs(args, many: bool):
@@ -161,14 +161,15 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from lthvp.results.safe_files import printable
     from lthvp.results.store import BundleError
 
     try:
         report = open_store(args).import_bundle_report(args.path)
-    except BundleError as err:
-        print(f"rejected {args.path}: {err}", file=sys.stderr)
+    except BundleError as err:  # its message is already printable; the path may be a hostile file name
+        print(f"rejected {printable(args.path)}: {err}", file=sys.stderr)
         return 2
-    print(f"imported {args.path}: {len(report.added)} added, {len(report.skipped)} already stored")
+    print(f"imported {printable(args.path)}: {len(report.added)} added, {len(report.skipped)} already stored")
     return 0
 
 
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("worker", help="background worker: pop queued jobs from the store and run them")
-    p.add_argument("--store", type=Path, default=None)
+    p.add_argument("--store", type=store_path, default=None)
     p.add_argument("--once", action="store_true", help="exit when the queue is empty")
     p.add_argument("--poll", type=_positive_seconds, default=1.0, help="seconds between queue checks (> 0)")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use every run (other protocols, duplicate and unbalanced replicates averaged) instead of "
                         "the planned replicates only")
     p.add_argument("--bundle", type=Path, default=None, help="read a bundle instead of the store")
-    p.add_argument("--store", type=Path, default=None)
+    p.add_argument("--store", type=store_path, default=None)
     p.set_defaults(func=cmd_effects)
 
     p = sub.add_parser("export", help="write the store (or a filtered part) as a bundle")
@@ -240,31 +241,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None)
     p.add_argument("--note", default="")
     p.add_argument("--family", nargs="+", default=None, help="only these ticket families (seeds, or 'legacy')")
-    p.add_argument("--store", type=Path, default=None)
+    p.add_argument("--store", type=store_path, default=None)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="validate a bundle and add its results to the store")
     p.add_argument("path", type=Path)
-    p.add_argument("--store", type=Path, default=None)
+    p.add_argument("--store", type=store_path, default=None)
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("store", help="check stored results against the record schema, repair a store, or delete results")
     store_sub = p.add_subparsers(dest="store_command", required=True)
     c = store_sub.add_parser("check", help="validate every stored result; exit 1 if any is bad, 2 if unreadable")
-    c.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    c.add_argument("--store", type=store_path, default=None, help="results store directory (default cache/store)")
     r = store_sub.add_parser("repair", help="delete the results check rejects; rebuild an unreadable cache.db from "
                                             "what can still be read (the damaged file is kept aside)")
-    r.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    r.add_argument("--store", type=store_path, default=None, help="results store directory (default cache/store)")
     d = store_sub.add_parser("delete", help="remove results by hash (each removal recorded with its time)")
     d.add_argument("hashes", nargs="+", metavar="HASH")
-    d.add_argument("--store", type=Path, default=None, help="results store directory (default cache/store)")
+    d.add_argument("--store", type=store_path, default=None, help="results store directory (default cache/store)")
     p.set_defaults(func=cmd_store)
     from lthvp.commands.cli_subpop import add_parser as add_subpopulations  # per-class effects, exemplars
     add_subpopulations(sub)
+    every_store_arg(parser)  # also those cli_subpop and cli_tickets declare
     return parser
 
 
 def cmd_store(args) -> int:
-    from lthvp.results.store_admin import run
+    from lthvp.commands.store_admin import run
 
     return run(args)
 
@@ -278,8 +280,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return paper_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if getattr(args, "store", None) == "":  # store_path keeps '' as it is, so it can be refused here for every command
+        print("error: --store is empty; name the store's directory, or leave --store out for the default store",
+              file=sys.stderr)
+        return 2
     try:
         return args.func(args)
-    except (DataMissingError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DataMissingError, OSError, ValueError) as err:  # one printable line, never a traceback
+        from lthvp.results.safe_files import printable
+
+        print(f"error: {printable(err)}", file=sys.stderr)
         return 2

@@ -46,6 +46,10 @@ def cmd_tickets(args) -> int:
 def cmd_figures(args) -> int:
     from lthvp.ui.figures import update_readme, write_figures
 
+    if args.out.exists() and not args.out.is_dir():  # checked before the bundle is read or anything is drawn
+        raise ValueError(f"--out {args.out} is not a directory; name a directory for the figures and tables")
+    if args.readme is not None and not args.readme.is_file():
+        raise ValueError(f"--readme {args.readme} is not a file")
     written = write_figures(args.bundle, args.out, args.dataset)
     print("\n".join(str(p) for p in written))
     if args.readme:
@@ -68,6 +72,10 @@ def cmd_effects(args) -> int:
         table = pd.DataFrame([flat_row(r.to_json()) for r in read_bundle(args.bundle)])
     else:
         table = open_store(args).table()
+    present = sorted(set(table["dataset"])) if "dataset" in table else []
+    if args.dataset is not None and args.dataset not in present:
+        raise ValueError(f"no results for dataset {args.dataset!r}; the {'bundle' if args.bundle else 'store'} holds "
+                         + (", ".join(present) if present else "no results"))
     all_runs = getattr(args, "all_runs", False)
     out = effects(table, args.metric, args.dataset, all_runs=all_runs)
     report = replication_report(table if args.dataset is None or table.empty else table[table["dataset"] == args.dataset])

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lthvp.adapt.outcome import AdaptOutcome
-from lthvp.adapt.probing import FeatureCache, LPSettings, extract_features, train_linear_head
+from lthvp.adapt.probing import FeatureCache, LPSettings, extract_features, split_digest, train_linear_head
 from lthvp.adapt.prompting import PadPrompt, VPSettings
 from lthvp.adapt.vp_training import PromptJob, train_vp_group
 from lthvp.data.datasets import Split, TargetData, load_dataset, resize, sample_fewshot_val, sample_shots
@@ -130,8 +130,9 @@ def _run_lp(cfg, preset, model, data: TargetData, train_idx, val: Split, val_idx
     cache = FeatureCache(feature_dir())
     transform = f"{cfg.lp_input}:{cfg.image_size}:{preset.canvas}"
     t0 = time.time()
-    feats = {name: cache.get_or_compute((ticket_id, cfg.dataset, name, transform),
-                                        lambda s=split: extract_features(model, s.x, prepare).cpu())
+    feats = {name: cache.get_or_compute((ticket_id, cfg.dataset, name, transform, split_digest(split)),
+                                        lambda s=split: extract_features(model, s.x, prepare).cpu(),
+                                        shape=(len(split), model.feature_dim))
              for name, split in (("train", data.train), ("val", data.val), ("test", data.test))}
     features_s = time.time() - t0
     feats = {k: v.to(device) for k, v in feats.items()}

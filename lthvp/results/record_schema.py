@@ -3,7 +3,8 @@
 ``validate_record`` returns a clean copy (the prompt PNG decoded under a pixel limit and
 re-encoded, never kept as received) or raises :class:`RecordError` naming the record and the
 field. Known fields only; values typed, finite, in range; lists bounded; the config re-validated by
-:class:`RunConfig`, its hash recomputed. Older records (no scaled/predictions/steps) still pass.
+:class:`RunConfig`, its hash recomputed; then the whole record (:mod:`record_consistency`). Older
+records (no scaled/predictions/steps) still pass.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import struct
 
 from lthvp.results.config import RunConfig
+from lthvp.results.record_consistency import Bad as _Bad, check_consistency  # (field, message); the whole record
 from lthvp.results.predictions import MAX_PREDICTION_VALUES, PredictionError, decode_probs
 
 METRICS = ("accuracy", "ece", "mce", "nll", "brier")
@@ -50,10 +52,6 @@ MAX_PREDICTION_CHARS = 4 * (2 * MAX_PREDICTION_VALUES + 2) // 3 + 4
 
 class RecordError(ValueError):
     """A result record that does not fit the schema; nothing was stored."""
-
-
-class _Bad(Exception):
-    """(field path, message): turned into a RecordError naming the record."""
 
 
 def _show(value) -> str:
@@ -266,6 +264,7 @@ def validate_record(record, name: str | None = None) -> dict:
         for key, check in CHECKS.items():
             if key in record:
                 check(record[key], key)
+        check_consistency(record)  # the fields agree with each other (class counts, split sizes, preset)
         clean = dict(record)
         if record.get("prompt_png") is not None:
             clean["prompt_png"] = _prompt_png(record["prompt_png"], "prompt_png")

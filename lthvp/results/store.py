@@ -5,7 +5,9 @@ the full record under ``result:<hash>`` and a small flat row under ``row:<hash>`
 build their tables without reading prompts, curves and bin tables. ``version`` increments on
 every write; readers cache on it. Every record is checked by :mod:`lthvp.results.record_schema` before it
 is written (``put`` and bundle import alike); docs/RELIABILITY.md lists the limits. What is
-written is a :class:`RunRecord`'s JSON form: every field, null where a run has none.
+written is a :class:`RunRecord`'s JSON form: every field, null where a run has none. Writes stay
+within the size budget (:mod:`lthvp.results.store_budget`); a bundle is written out through
+:func:`lthvp.results.safe_files.write_atomically`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from lthvp.results.disk_cache import open_cache
 from lthvp.results.provenance import now_iso, provenance
 from lthvp.results.record_schema import RecordError, flat_row, stored_problem  # noqa: F401 (re-exported)
 from lthvp.results.run_record import RunRecord
+from lthvp.results import store_budget
+from lthvp.results.safe_files import printable, write_atomically
 
 BUNDLE_FORMAT = "lthvp-bundle"
 BUNDLE_VERSION = 1
@@ -36,7 +40,11 @@ MAX_MEMBERS = 200_000
 
 
 class BundleError(RecordError):
-    """An invalid bundle; importing it changed nothing."""
+    """An invalid bundle; importing it changed nothing. The message is printable: member names
+    and values quoted from the bundle cannot carry terminal escapes or line breaks."""
+
+    def __init__(self, message):
+        super().__init__(printable(message))
 
 
 class StoreError(ValueError):
@@ -62,14 +70,19 @@ class ResultStore:
         document = record.to_json() if isinstance(record, RunRecord) else record
         self._write([RunRecord.from_json(document)])
 
-    def _write(self, records: list[RunRecord]) -> None:
+    def _write(self, records: list[RunRecord], importing: bool = False) -> None:
+        """Serialise first, then check the size budget and write inside one transaction (two
+        writers cannot both pass the check and together exceed it)."""
+        texts = [(r.hash, json.dumps(doc := r.serialisable(), allow_nan=False), json.dumps(flat_row(doc), allow_nan=False))
+                 for r in records]
+        if not texts:  # nothing to write (a bundle already stored): no budget to check, no version bump
+            return
         with self.cache.transact():
-            for record in records:
-                document = record.serialisable()
-                self.cache.set(f"result:{record.hash}", json.dumps(document, allow_nan=False))
-                self.cache.set(f"row:{record.hash}", json.dumps(flat_row(document), allow_nan=False))
-            if records:
-                self.cache.incr("version", default=0)
+            store_budget.check_write(self.cache, sum(len(a) + len(b) for _, a, b in texts), importing)
+            for key, document, row in texts:
+                self.cache.set(f"result:{key}", document)
+                self.cache.set(f"row:{key}", row)
+            self.cache.incr("version", default=0)
 
     def get(self, key: str) -> dict | None:
         text = self.cache.get(f"result:{key}")
@@ -134,12 +147,12 @@ class ResultStore:
     # bundles -----------------------------------------------------------------------------
     def export_bundle(self, path: str | os.PathLike, keys: Iterable[str] | None = None, note: str = "") -> Path:
         """Zip: manifest.json, results/<hash>.json, prompts/<hash>.png (VP runs)."""
-        path = Path(path)
         keys = list(keys) if keys is not None else self.hashes()
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomically(path, lambda f: self._write_zip(f, keys, note))
+
+    def _write_zip(self, f, keys: list[str], note: str) -> None:
         entries = []
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for record in self.records(keys):
                 record = dict(record)
                 record.pop("cached", None)
@@ -152,8 +165,6 @@ class ResultStore:
             manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "count": len(entries),
                         "results": entries, "exported": now_iso(), "note": note, "provenance": provenance()}
             zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-        return path
 
     def import_bundle(self, path: str | os.PathLike) -> int:
         """Validate the whole bundle, then add the results the store lacks; returns how many."""
@@ -165,7 +176,10 @@ class ResultStore:
         skip = set(skip)
         stored = {r.hash for r in records if r.hash in skip or self.has(r.hash)}
         new = [r for r in records if r.hash not in stored]
-        self._write(new)
+        try:
+            self._write(new, importing=True)
+        except store_budget.BudgetError as err:
+            raise BundleError(str(err)) from None
         return ImportReport(added=[r.hash for r in new], skipped=[r.hash for r in records if r.hash in stored],
                             configs={r.hash: (r.config, r.metrics) for r in records})
 
@@ -209,6 +223,10 @@ class _Reader:
         self.total += len(data)
         if self.total > MAX_EXPANDED_BYTES:
             raise BundleError(f"bundle expands beyond {MAX_EXPANDED_BYTES} bytes in total")
+        try:
+            store_budget.check_read(self.total)  # refused while reading: a bundle over budget is never held whole
+        except store_budget.BudgetError as err:
+            raise BundleError(str(err)) from None
         return data
 
     def json(self, info: zipfile.ZipInfo):

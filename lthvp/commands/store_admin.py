@@ -19,14 +19,19 @@ from pathlib import Path
 
 from lthvp.compute.jobs import JobQueue, jobs_dir
 from lthvp.results.store import RecordError, ResultStore, StoreError
+from lthvp.results.store_budget import STORE_ENV, BudgetError, human, store_limit, used_bytes
 
 HASH = re.compile(r"[0-9a-f]{16}")
 
 
 def _directory(store_dir) -> Path:
+    """The named store, or the default when none is named; an empty name is refused (Path("") is
+    ".", which once made ``--store ''`` open a store in the current folder)."""
     from lthvp.paths import default_store_dir
 
-    return Path(store_dir) if store_dir not in (None, "") else default_store_dir()
+    if store_dir is not None and not str(store_dir).strip():
+        raise ValueError("--store is empty; name the store's directory, or leave --store out for the default store")
+    return Path(store_dir) if store_dir is not None else default_store_dir()
 
 
 def integrity(directory: Path) -> list[str]:
@@ -89,6 +94,7 @@ def check(store_dir=None, out=None, err=None) -> int:
     removed = deletions(store)
     print(f"{n} results checked, {len(problems)} bad" + (f", {len(removed)} deleted earlier" if removed else "")
           + ("; the database reports damage (see sqlite: lines)" if damaged else ""), file=out)
+    print(f"size {human(used_bytes(store.cache))} of its {human(store_limit())} budget ({STORE_ENV})", file=out)
     if problems:
         print(f"remove them with: python -m lthvp store delete --store {directory} {' '.join(problems)}", file=out)
     return 1 if problems or damaged else 0
@@ -177,7 +183,7 @@ def _rebuild(directory: Path, out) -> int:
     for suffix in ("", "-wal", "-shm"):
         if (directory / f"cache.db{suffix}").exists():
             (directory / f"cache.db{suffix}").rename(Path(f"{broken}{suffix}"))
-    records, rejected = {}, 0
+    records, rejected, over = {}, 0, 0
     for text in _salvage(broken, directory):
         try:
             record = json.loads(text)
@@ -189,6 +195,8 @@ def _rebuild(directory: Path, out) -> int:
     for record in records.values():
         try:
             fresh.put(record)
+        except BudgetError:
+            over += 1
         except RecordError:
             rejected += 1
     forgotten = 0
@@ -201,8 +209,9 @@ def _rebuild(directory: Path, out) -> int:
                     forgotten += 1
         except ValueError:
             pass
-    print(f"moved the damaged database to {broken}; recovered {len(records) - rejected} result(s) into a new "
+    print(f"moved the damaged database to {broken}; recovered {len(records) - rejected - over} result(s) into a new "
           f"cache.db" + (f", {rejected} failed the schema and were left out" if rejected else "")
+          + (f", {over} did not fit the size budget ({STORE_ENV}) and were left out" if over else "")
           + (f"; forgot {forgotten} finished job(s) whose result was lost, so they can run again" if forgotten else "")
           + "; results that cannot be read are lost: re-import their bundles (python -m lthvp import BUNDLE)", file=out)
     return 0
