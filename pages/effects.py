@@ -7,10 +7,10 @@ import streamlit as st
 
 from lthvp.analysis import effects as E
 from lthvp.analysis.report import shots_label, shots_order
-from lthvp.ui import app_frame
+from lthvp.ui import app_frame, arm_views
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
-from lthvp.ui.effect_plots import forest_figure
+from lthvp.ui.effect_plots import forest_figure, verdict_lines
 
 app_frame.ensure_frame()
 
@@ -107,6 +107,46 @@ if arms.empty:
 else:
     charts.show(forest_figure(arms, f"{metric}: IMP - random and VP - mapping only at L{level}", metric),
                 "forest_arms", where=right)
+
+st.subheader("IMP vs other pruning at equal sparsity")
+pruned = arm_views.pruning_contrasts(table, level)
+if not pruned:
+    have = arm_views.arm_levels(table, "imp-")
+    st.info(f"No runs of another pruning arm (random, one-shot, structured) pair with IMP at L{level}"
+            + (f" (they do at {', '.join(f'L{lv}' for lv in have)})." if have else
+               ": build the arms (`python -m lthvp tickets --arm oneshot ...`) and run them (`--arm` on run/sweep)."))
+else:
+    for arm, rows in pruned:
+        st.markdown(f"**{arm_views.pruning_question(arm, level, metric)}**")
+        st.text(verdict_lines(rows, metric))
+    charts.show(forest_figure(pd.concat([r for _, r in pruned]), f"{metric}: IMP - other pruning at L{level}", metric),
+                "forest_pruning")
+
+st.subheader("Quantization vs its unquantized level")
+qlevels = arm_views.arm_levels(table, "quant")
+if not qlevels:
+    st.info("No quantized runs (quant8, quant4) pair with their float IMP level here.")
+else:
+    qlevel = db.linked(st, "selectbox", "Quantized level", qlevels, "qlevel", qlevels[0],
+                       format_func=lambda lv: f"L{lv}", help="L0: the dense model quantized, minus dense")
+    quant = arm_views.quant_contrasts(table, qlevel)
+    for arm, rows in quant:
+        st.markdown(f"**{arm_views.quant_question(arm, qlevel, metric)}**")
+        st.text(verdict_lines(rows, metric))
+    both = pd.concat([r for _, r in quant])
+    if metric in ("ece", "nll", "brier", "mce"):  # is a calibration cost repairable by temperature scaling?
+        qa, qb = st.columns(2)
+        charts.show(forest_figure(both, f"raw {metric}: quantized - float, L{qlevel}", metric), "forest_quant", where=qa)
+        ts = db.effects_table(f"ts_{metric}", ds, df)
+        ts_rows = arm_views.quant_contrasts(ts, qlevel) if not ts.empty else []
+        if not ts_rows:
+            qb.info("No temperature-scaled metrics pair up for the quantized runs (older records): unavailable, not zero.")
+        else:
+            charts.show(forest_figure(pd.concat([r for _, r in ts_rows]),
+                                      f"temperature-scaled {metric}: quantized - float, L{qlevel}", f"ts_{metric}"),
+                        "forest_quant_ts", where=qb)
+    else:
+        charts.show(forest_figure(both, f"{metric}: quantized - float, L{qlevel}", metric), "forest_quant")
 
 if metric in ("ece", "nll", "brier", "mce"):
     st.subheader("Raw vs temperature-scaled calibration")

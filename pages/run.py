@@ -10,8 +10,9 @@ import streamlit as st
 
 from lthvp.compute import run_plan
 from lthvp.data.catalog import TARGETS
+from lthvp.results.config import ARMS
 from lthvp.results.presets import PRESETS
-from lthvp.ui import app_frame
+from lthvp.ui import app_frame, arm_views
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots, queue_panel
 from lthvp.ui.text import plain
@@ -39,12 +40,16 @@ if not family["ticket"]:
             + ("`python -m lthvp tickets --preset mini`" if preset == "mini" else
                "`python -m lthvp paper one-shot|import|imp ...` (docs/PAPER.md)"))
 ds = db.linked(c1, "selectbox", "Target dataset", TARGETS[preset], "r_ds", TARGETS[preset][0])
-arm = c2.selectbox("Arm", ["ticket", "random"], key="r_arm", bind="query-params",
-                   help="ticket: IMP lottery ticket; random: random pruning at the same sparsity")
-level_opts = family["ticket"] if arm == "ticket" else family["random"]
+arms_built = [a for a in ARMS if family.get(a)] or ["ticket"]  # in the study's order, IMP first
+arm = db.linked(c2, "selectbox", "Arm", arms_built, "r_arm", "ticket" if "ticket" in arms_built else arms_built[0],
+                help="the arms this family has built (tickets --arm ... --family): "
+                     + "; ".join(f"{a}: {arm_views.arm_name(a)}" for a in arms_built)
+                     + ". Level L of a pruning arm has IMP level L's remaining weights; of quant8/quant4, IMP level L's "
+                       "mask with int8/int4 weights")
+level_opts = family.get(arm) or []
 levels = db.linked(c3, "multiselect", "Levels", level_opts, "r_levels", level_opts[:1],
                    format_func=lambda lv: f"L{lv}",
-                   help=f"levels whose ticket files exist in tickets/{preset}; remaining weights: "
+                   help=f"{arm} levels whose files exist in the family; remaining weights (IMP level L): "
                              + ", ".join(f"L{lv} {100 * family['remaining'].get(lv, 0.8 ** lv):.1f}%" for lv in level_opts))
 c4, c5, c6, c7 = st.columns([1, 2, 1, 1])
 methods = c4.multiselect("Methods", db.METHODS, default=["lp"], key="r_methods", bind="query-params",

@@ -1,9 +1,9 @@
-"""Sparsity curves: a metric against remaining weights, VP vs LP, per shot count, mean and CI over seeds."""
+"""Sparsity curves: a metric against remaining weights, VP vs LP, per shot count and per compression arm, mean and CI."""
 
 import streamlit as st
 
 from lthvp.analysis import report
-from lthvp.ui import app_frame
+from lthvp.ui import app_frame, arm_views
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots
@@ -23,15 +23,18 @@ by = c3.radio("One line per", ["shots", "method"], key="by", bind="query-params"
               help="shots: one panel per method (VP | LP), one line per shot count; "
                    "method: one panel per shot count, VP and LP lines")
 
-c4, c5, c6 = st.columns([1, 2, 1])
+c4, c5, c6 = st.columns([1, 1.5, 1.5])
 methods_all = [m for m in ("vp", "map", "lp") if m in set(part["method"])]
 methods = db.linked(c4, "multiselect", "Methods", methods_all, "methods", methods_all,
                     format_func=lambda m: plots.METHOD_NAMES.get(m, m))
 shots_all = plots.shots_order(part["shots"].unique())
 shots = db.linked(c5, "multiselect", "Shots per class", shots_all, "shots", shots_all, format_func=plots.shots_label)
-arms_all = sorted(part["arm"].unique(), key=lambda a: a != "ticket")
+arms_all = arm_views.arm_order(part["arm"].unique())
 arms = db.linked(c6, "multiselect", "Arms", arms_all, "arms", arms_all,
-                 help="ticket = IMP lottery ticket; random = random pruning at equal sparsity (dashed)")
+                 help="; ".join(f"{a} = {arm_views.arm_name(a)}" for a in arms_all)
+                 + ". Pruning arms are drawn at IMP level L's remaining weights (ticket solid, random dashed, the "
+                   "others dotted / dash-dotted); quantized arms (quant8, quant4) keep IMP level L's mask, so they are "
+                   "markers at that level with their bits per weight in the hover")
 
 sel = part[part["method"].isin(methods) & part["shots"].isin(shots) & part["arm"].isin(arms)]
 if sel.empty:
@@ -67,7 +70,9 @@ if clicked:
     st.switch_page("pages/run_detail.py", query_params={"hash": clicked[0]})
 st.caption(f"{len(sel)} runs. {plots.AGGREGATE_NOTE}; hover for exact numbers and run counts. x: remaining "
            "prunable weights (all conv + linear), log scale, denser on the left."
-           + (" Turn on *Every run* and click a point to open that run." if not runs else " Click a point to open its run."))
+           + (" Turn on *Every run* and click a point to open that run." if not runs else " Click a point to open its run.")
+           + (" Quantized arms: markers at the IMP level whose mask they keep (bars: 95% interval), bits per weight "
+              "in the hover." if set(arms) & set(arm_views.QUANT_BITS) else ""))
 
 agg = report.aggregate(sel, value or metric)
 unit = " %" if plots.METRICS[metric][1] else ""  # the table and its CSV in the chart's units

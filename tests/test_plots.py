@@ -262,10 +262,10 @@ def test_figures_command_regenerates_pngs_tables_and_findings(tmp_path):
             assert _png_size(path.read_bytes())[0] > 500, path.name
     findings = (tmp_path / "figures" / "findings.md").read_text()
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- findings:start -->\nold\n<!-- findings:end -->\noutro\n")
+    readme.write_text("intro\n<!-- findings:start -->\nSTALE FINDINGS\n<!-- findings:end -->\noutro\n")
     assert update_readme(readme, findings)
     text = readme.read_text()
-    assert "old" not in text and findings in text and text.endswith("outro\n")
+    assert "STALE FINDINGS" not in text and findings in text and text.endswith("outro\n")
 
 
 def test_study_figures_with_families_show_the_first_family_and_aggregate_over_families():
@@ -311,3 +311,44 @@ def test_budget_table_reads_the_validation_curves():
     row = next(line for line in table.splitlines() if line.startswith("| VP | full data"))
     assert row == "| VP | full data | 2 | 7.5 | 13.5 | 15.0 | 1 |"  # gains 0 and 15 points (0.65 vs 0.5 at half)
     assert budget_table([lp]) == ""
+
+
+def arm_rows():
+    """VP at 1 shot, three seeds: IMP levels 0-2, one-shot and structured pruning at 1-2, int8 at 0-2."""
+    rng = np.random.default_rng(3)
+    out = []
+    for arm, levels in (("ticket", (0, 1, 2)), ("oneshot", (1, 2)), ("structured", (1, 2)), ("quant8", (0, 1, 2))):
+        for level in levels:
+            for seed in range(3):
+                out.append({"hash": f"{arm}{level}{seed}", "preset": "mini", "dataset": "digits", "method": "vp",
+                            "shots": "1", "arm": arm, "level": level, "seed": seed, "family": 0,
+                            "remaining_fraction": 0.8 ** level, "accuracy": 0.5 + 0.1 * rng.random(),
+                            "ece": 0.1 * rng.random(), "mce": 0.2, "nll": 1.0, "brier": 0.5})
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize("by", ["shots", "method"])
+def test_every_chosen_arm_is_drawn_on_the_same_axes_and_quantized_arms_as_markers(by):
+    from lthvp.ui import arm_views
+
+    df = arm_rows()
+    fig = plots.sparsity_figure(df, "accuracy", by=by)
+    traces = {t.name: t for t in fig.data if t.mode in ("lines+markers", "markers") and not t.name.endswith(" runs")}
+    label = "1-shot" if by == "shots" else "VP"
+    imp, oneshot = traces[label], traces[f"{label} (one-shot magnitude pruning)"]
+    structured, int8 = traces[f"{label} (L1 filter (structured) pruning)"], traces[f"{label} (int8 weights)"]
+    assert len(traces) == 4 and len({t.line.dash for t in (imp, oneshot, structured)}) == 3  # one dash per arm
+    assert imp.line.dash == "solid" and oneshot.mode == structured.mode == "lines+markers"
+    assert list(oneshot.x) == pytest.approx([80.0, 64.0]) and list(imp.x) == pytest.approx([100.0, 80.0, 64.0])
+    agg = report.aggregate(df, "accuracy")
+    mean = agg[(agg.arm == "oneshot") & (agg.level == 2)]["mean"].iloc[0]
+    assert oneshot.y[1] == pytest.approx(100 * mean)  # the same aggregate as the other arms
+    # int8 keeps IMP's mask: markers on IMP's x with their interval as error bars, bits in the hover
+    assert int8.mode == "markers" and list(int8.x) == list(imp.x)
+    assert "8 bits per weight" in int8.hovertemplate and int8.error_y.array is not None
+    assert not any(t.fill == "toself" and "int8" in t.name for t in fig.data)  # no band over IMP's
+    assert list(fig.layout.xaxis.ticktext) == ["L0 100.0%", "L1 80.0%", "L2 64.0%"]
+    assert arm_views.arm_order(["quant4", "random", "oneshot", "ticket", "x"]) == ["ticket", "random", "oneshot",
+                                                                                    "quant4", "x"]
+    head = plots.headline_figure(df)
+    assert {t.name for t in head.data if t.mode == "markers"} == {"VP (int8 weights)"}

@@ -17,7 +17,10 @@ Contrasts (estimates in the metric's own units, e.g. accuracy as a fraction):
 * ``slope``: least-squares slope of the metric against log2(1 / remaining fraction), i.e. the
   change *per halving of the remaining weights* (negative accuracy slope = sparsity hurts);
 * ``vp-lp_slope``: VP's slope minus LP's (the paper's "sparsity costs VP more than LP");
-* ``imp-random_L{k}``: the IMP ticket minus random pruning at equal sparsity;
+* ``imp-random_L{k}``: the IMP ticket minus random pruning at equal sparsity, and the same for
+  every other pruning arm (``imp-oneshot_L{k}``, ``imp-structured_L{k}``, ...);
+* ``quant8-L{k}`` / ``quant4-L{k}``: a quantized arm minus the same level in float (k = 0: minus
+  dense); these arm contrasts live in :mod:`lthvp.analysis.arm_contrasts`;
 * ``vp-map_L{k}``: VP minus the same label mapping with the prompt frozen (the prompt's share).
 
 Multiplicity: one question (``test_family``: metric | method | arm | contrast) is asked at
@@ -47,6 +50,8 @@ import pandas as pd
 from scipy import stats
 
 from lthvp.analysis import mixed
+from lthvp.analysis.arm_contrasts import by_arm, imp_vs_pruning, quant_vs_float
+from lthvp.analysis.arm_contrasts import contrast_row as _row
 from lthvp.analysis.inference import crossed, holm, sign_flip_p, summarise  # noqa: F401  (re-exported)
 from lthvp.analysis.pairing import family_keys, minus_dense
 from lthvp.analysis.replication import (KEY, PROTOCOL, main_protocol, prepare,  # noqa: F401  (re-exported)
@@ -63,9 +68,6 @@ TEXT_COLUMNS = ["dataset", "method", "arm", "shots", "contrast", "estimate", "ci
                 "ci_low_fm", "ci_high_fm", "p_fm", "n_families", "n_seeds", "unit", "per_level", "shape_p", "driven_by_L0"]
 MAX_EXACT_FLIPS = 16
 ALPHA = mixed.ALPHA
-def _row(metric, method, arm, shots, contrast, diffs: pd.DataFrame, n_runs: int, **extra) -> dict:
-    return {"metric": metric, "method": method, "arm": arm, "shots": shots, "contrast": contrast,
-            **crossed(diffs), "n_runs": n_runs, "test_family": f"{metric}|{method}|{arm}|{contrast}", **extra}
 
 
 def _wide(df: pd.DataFrame, metric: str, index: list[str], columns: str) -> pd.DataFrame:
@@ -172,19 +174,16 @@ def slope_contrasts(df: pd.DataFrame, metric: str, all_runs: bool = False) -> li
 
 
 def paired_arm_contrasts(df: pd.DataFrame, metric: str) -> list[dict]:
-    """IMP - random at equal level, and VP - mapping-only at each level (same family, seed)."""
-    rows = []
-    wide = _wide(df, metric, ["method", "shots", "level", "family", "seed"], "arm")
-    if {"ticket", "random"} <= set(wide.columns):
-        d_all = (wide["ticket"] - wide["random"]).dropna().rename("d").reset_index()
-        for (method, shots, level), d in d_all.groupby(["method", "shots", "level"]):
-            rows.append(_row(metric, method, "imp-random", shots, f"imp-random_L{level}", d, 2 * len(d)))
+    """IMP - each pruning arm at equal level, VP - mapping-only at each level, and each quantized
+    arm - the same level in float (same family, seed; :mod:`lthvp.analysis.arm_contrasts`)."""
+    arms = by_arm(df, metric)
+    rows = imp_vs_pruning(df, metric, arms)
     wide = _wide(df[df["arm"] == "ticket"], metric, ["shots", "level", "family", "seed"], "method")
     if {"vp", "map"} <= set(wide.columns):
         d_all = (wide["vp"] - wide["map"]).dropna().rename("d").reset_index()
         for (shots, level), d in d_all.groupby(["shots", "level"]):
             rows.append(_row(metric, "vp-map", "ticket", shots, f"vp-map_L{level}", d, 2 * len(d)))
-    return rows
+    return rows + quant_vs_float(df, metric, arms)
 
 
 def effects(df: pd.DataFrame, metric: str = "accuracy", dataset: str | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lthvp.analysis import effects as E
+from lthvp.analysis.arm_contrasts import claim_levels
 from lthvp.analysis.report import shots_order
 
 CLAIMS = [  # (title, metric, method, contrast, how to read the sign, the sign the claim predicts; 0: either)
@@ -24,15 +25,31 @@ CLAIMS = [  # (title, metric, method, contrast, how to read the sign, the sign t
     ("The prompt helps beyond its label mapping (dense model)", "accuracy", "vp-map", "vp-map_L0",
      "VP - mapping only with the prompt frozen, level 0", 1),
 ]
+# docs/STUDY.md's claims 6 and 7 on the other compression arms, asked at every level the records hold
+# the arm at ({level}) and left out when they hold none (the shipped v2 bundle holds none). Claim 6
+# predicts >= 0 (a detected negative refutes it); claim 7 predicts no change (None: two-sided, a
+# detected change either way contradicts it).
+_ONESHOT = "IMP - one-shot magnitude pruning (fine-tuned) at IMP level {level}'s remaining weights; negative = IMP worse"
+_QUANT = ("quantized - float weights at level {level} (L0: dense); positive = worse; predicted 0: a detected change "
+          "either way contradicts, not detected is informative only with an MDE <= 2 points")
+ARM_CLAIMS = [(f"IMP tickets transfer no worse than one-shot magnitude pruning at equal sparsity ({name}, L{{level}})",
+               "accuracy", method, "imp-oneshot_L{level}", _ONESHOT, 1) for method, name in (("vp", "VP"), ("lp", "LP"))]
+ARM_CLAIMS += [(f"Quantization does not worsen calibration ({name} {'ECE after temperature scaling' if ts else 'ECE'}, "
+                f"int{bits}, L{{level}})", "ts_ece" if ts else "ece", method, f"quant{bits}-L{{level}}", _QUANT, None)
+               for bits in (8, 4) for ts in (False, True) for method, name in (("vp", "VP"), ("lp", "LP"))]
+CLAIMS += ARM_CLAIMS
 
 
-def claim_verdict(p_adj: float, estimate: float, predicted_sign: int, alpha: float = 0.05) -> str:
+def claim_verdict(p_adj: float, estimate: float, predicted_sign: int | None, alpha: float = 0.05) -> str:
     """Detected or not (``p_adj``: the corrected p); a detected effect of the sign opposite to the
-    claim's says so, because "detected" beside a claim reads as support for it."""
+    claim's says so, because "detected" beside a claim reads as support for it. ``predicted_sign``
+    None: the claim predicts no effect, so any detected effect is against it."""
     if p_adj != p_adj:
         return "not testable"
     if p_adj >= alpha:
         return "not detected"
+    if predicted_sign is None:
+        return "**detected, against the claim**"
     return "**detected**" if predicted_sign * estimate >= 0 else "**detected, against the claim**"
 
 
@@ -45,12 +62,24 @@ def _per_level(table: pd.DataFrame, method: str, shots: str, k: float) -> str:
     return " / ".join(f"L{level} {k * est:+.1f}" for level, est in E.per_level_estimates(table, method, shots))
 
 
+def _concrete_claims(df: pd.DataFrame, dataset: str | None):
+    """(effects table, title, metric, method, contrast, reading, sign) per claim, the effects computed
+    once per metric; a claim with ``{level}`` becomes one claim per level the table holds it at
+    (:func:`lthvp.analysis.arm_contrasts.claim_levels`), none when it holds none."""
+    cache: dict[str, pd.DataFrame] = {}
+    for title, metric, method, contrast, reading, sign in CLAIMS:
+        if metric not in cache:
+            cache[metric] = E.effects(df, metric, dataset)
+        table = cache[metric]
+        levels = claim_levels(table, method, contrast) if "{level}" in contrast else [None]
+        for lv in levels:
+            yield (table, *(x.replace("{level}", str(lv)) for x in (title, metric, method, contrast, reading)), sign)
+
+
 def claim_table(df: pd.DataFrame, dataset: str | None = None) -> str:
     lines = ["| claim | shots | estimate [95% CI] | simultaneous CI | adj. p | MDE | verdict | per level vs L0 "
              "| family means: [95% CI], p | replicates |", "|---|---|---|---|---|---|---|---|---|---|"]
-    cache: dict[str, pd.DataFrame] = {}
-    for title, metric, method, contrast, reading, sign in CLAIMS:
-        table = cache.setdefault(metric, E.effects(df, metric, dataset))
+    for table, title, metric, method, contrast, reading, sign in _concrete_claims(df, dataset):
         rows = table[(table["method"] == method) & (table["contrast"] == contrast)] if not table.empty else table
         if rows.empty:
             lines.append(f"| {title} | | unavailable in these records | | | | | | | |")

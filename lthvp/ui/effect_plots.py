@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from lthvp.analysis.effects import points_scale
+from lthvp.analysis.effects import points_scale, verdict
 from lthvp.analysis.report import shots_label, shots_order
 from lthvp.ui.plots import METHOD_COLORS, METHOD_NAMES
 
@@ -70,3 +70,12 @@ def forest_figure(rows: pd.DataFrame, title: str, metric: str, height: int | Non
                       xaxis_title=f"estimate{unit}", legend={"orientation": "h", "y": -0.2}, template="plotly_white")
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def verdict_lines(rows: pd.DataFrame, metric: str) -> str:
+    """One line per (method, shot count) of an effects-table slice: the verdict in words, as the
+    page's other questions state it (corrected p, interval, MDE when not detected)."""
+    order = {s: i for i, s in enumerate(shots_order(rows["shots"]))}
+    rows = rows.assign(_o=rows["shots"].map(order)).sort_values(["method", "_o"])
+    return "\n".join(f"{METHOD_NAMES.get(r['method'], r['method']):>12} {shots_label(r['shots']):>10}: "
+                     f"{verdict(r, metric=metric)}" for _, r in rows.iterrows())

@@ -1,9 +1,10 @@
 """Pure figure builders: results table / records -> plotly Figure. No Streamlit in here.
 
 Conventions: x = remaining prunable weights in % on a log axis, one tick per IMP level labelled
-``L3 51.2%``; the mean and band of AGGREGATE_NOTE (the family is the unit when there are several); the
-random-pruning arm is dashed. Reliability diagrams are drawn from the stored bin table, and the
-ECE printed on a panel is computed from that same table.
+``L3 51.2%``; the mean and band of AGGREGATE_NOTE (the family is the unit when there are several); each
+arm has its own dash (random dashed) and quantized arms are markers at their IMP level
+(lthvp.ui.arm_views). Reliability diagrams are drawn from the stored bin table, and the ECE printed
+on a panel is computed from that same table.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lthvp.analysis.report import aggregate, shots_label, shots_order  # noqa: F401  (pages use plots.shots_order)
+from lthvp.ui import arm_views
 
 METRICS = {  # name -> (label, shown in percent, lower is better)
     "accuracy": ("Accuracy", True, False),
@@ -69,14 +71,17 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
 
 
-def _add_curve(fig, part: pd.DataFrame, name: str, color: str, dash: str, metric: str, row: int, col: int,
-               legendgroup: str, showlegend: bool) -> None:
+def _add_curve(fig, part: pd.DataFrame, name: str, color: str, metric: str, row: int, col: int,
+               legendgroup: str, showlegend: bool, arm: str = "ticket") -> None:
+    """One arm's mean with its 95% band; a marker-only arm (quantized) gets error bars instead."""
     part = part.sort_values("remaining", ascending=False)
     s = _scale(metric)
     x = (100 * part["remaining"]).tolist()
     y = (s * part["mean"]).tolist()
+    style = arm_views.trace_style(arm)
     band = part.dropna(subset=["lo", "hi"])
-    if len(band):
+    markers_only = style["mode"] == "markers"
+    if len(band) and not markers_only:
         bx = (100 * band["remaining"]).tolist()
         fig.add_trace(go.Scatter(x=bx + bx[::-1], y=(s * band["hi"]).tolist() + (s * band["lo"]).tolist()[::-1],
                                  mode="lines", fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0),
@@ -85,11 +90,14 @@ def _add_curve(fig, part: pd.DataFrame, name: str, color: str, dash: str, metric
     custom = np.stack([part["level"].to_numpy(), part["n"].to_numpy(), (s * part["lo"]).to_numpy(),
                        (s * part["hi"]).to_numpy(), part["seeds"].to_numpy()], axis=1)
     unit = "%" if s == 100 else ""
+    errors = dict(type="data", symmetric=False, array=(s * (part["hi"] - part["mean"])).fillna(0).tolist(),
+                  arrayminus=(s * (part["mean"] - part["lo"])).fillna(0).tolist(), thickness=1.5) if markers_only else None
     fig.add_trace(go.Scatter(
-        x=x, y=y, mode="lines+markers", name=name, legendgroup=legendgroup, showlegend=showlegend,
-        line=dict(color=color, dash=dash, width=2), marker=dict(size=7),
+        x=x, y=y, mode=style["mode"], name=name, legendgroup=legendgroup, showlegend=showlegend,
+        line=dict(color=color, dash=style["dash"], width=2),
+        marker=dict(size=style["size"], symbol=style["symbol"], line=dict(width=2, color=color)), error_y=errors,
         customdata=custom,
-        hovertemplate=(f"<b>{name}</b><br>level L%{{customdata[0]}} · remaining %{{x:.1f}}%<br>"
+        hovertemplate=(f"<b>{name}</b><br>level L%{{customdata[0]}} · remaining %{{x:.1f}}%<br>{arm_views.hover_note(arm)}"
                        f"{METRICS.get(metric, (metric,))[0]} mean %{{y:.3f}}{unit}<br>"
                        f"95% CI [%{{customdata[2]:.3f}}, %{{customdata[3]:.3f}}]{unit}<br>"
                        "runs (seeds): %{customdata[1]} (%{customdata[4]})<extra></extra>")),
@@ -100,8 +108,9 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
                     height: int = 420, value: str | None = None, runs: bool = False) -> go.Figure:
     """Metric vs remaining weights. ``by='shots'``: one panel per method (VP | LP), one line per shot
     count; ``by='method'``: one panel per shot count, VP and LP lines; at most three panels per row.
-    Random arm dashed. ``value='delta'`` draws a paired difference (report.paired_difference) in
-    the metric's units; ``runs`` adds every run as a point that carries its hash (click to open)."""
+    Each arm styled by lthvp.ui.arm_views (random dashed; quantized arms as markers). ``value='delta'``
+    draws a paired difference (report.paired_difference) in the metric's units; ``runs`` adds every
+    run as a point that carries its hash (click to open)."""
     if by not in ("shots", "method"):
         raise ValueError("by must be 'shots' or 'method'")
     agg = aggregate(df, value or metric)
@@ -123,7 +132,7 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
         sub = agg[agg["method"] == facet] if by == "shots" else agg[agg["shots"] == facet]
         lines = shots_order(sub["shots"].unique()) if by == "shots" else [m for m in methods if m in set(sub["method"])]
         for li, line in enumerate(lines):
-            for arm in ("ticket", "random", *sorted(set(sub["arm"]) - {"ticket", "random"})):
+            for arm in arm_views.arm_order(sub["arm"]):
                 for ds in datasets:
                     part = sub[((sub["shots"] == line) if by == "shots" else (sub["method"] == line))
                                & (sub["arm"] == arm) & (sub["dataset"] == ds)]
@@ -137,11 +146,10 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
                         label = METHOD_NAMES.get(line, line)
                     if len(datasets) > 1:
                         label = f"{ds} · {label}"
-                    if arm != "ticket":
-                        label += " (IMP − random)" if arm == "imp-random" else f" ({arm} pruning)"
+                    label += arm_views.legend_suffix(arm)
                     row, col = (ci - 1) // ncols + 1, (ci - 1) % ncols + 1
-                    _add_curve(fig, part, label, color, "dash" if arm == "random" else "solid", metric, row, col,
-                               legendgroup=label, showlegend=label not in seen)
+                    _add_curve(fig, part, label, color, metric, row, col, legendgroup=label,
+                               showlegend=label not in seen, arm=arm)
                     seen.add(label)
                     if runs:
                         raw = df[(df["arm"] == arm) & (df["dataset"] == ds) & (df["method"] == (facet if by == "shots" else line))
@@ -199,13 +207,13 @@ def headline_figure(df: pd.DataFrame, dataset: str | None = None, shots: str | N
     for col, metric in enumerate(("accuracy", "ece"), start=1):
         agg = aggregate(part, metric)
         for method in [m for m in ("vp", "lp") if m in set(agg["method"])]:
-            for arm in sorted(set(agg["arm"]), key=lambda a: a != "ticket"):
+            for arm in arm_views.arm_order(agg["arm"]):
                 sub = agg[(agg["method"] == method) & (agg["arm"] == arm)]
                 if sub.empty:
                     continue
-                label = METHOD_NAMES.get(method, method) + ("" if arm == "ticket" else f" ({arm} pruning)")
-                _add_curve(fig, sub, label, METHOD_COLORS.get(method, PALETTE[0]),
-                           "solid" if arm == "ticket" else "dash", metric, 1, col, label, col == 1)
+                label = METHOD_NAMES.get(method, method) + arm_views.legend_suffix(arm)
+                _add_curve(fig, sub, label, METHOD_COLORS.get(method, PALETTE[0]), metric, 1, col, label, col == 1,
+                           arm=arm)
         fig.update_yaxes(title_text=_axis_title(metric), row=1, col=col)
     tickvals, ticktext = level_ticks(part[part["arm"] == "ticket"] if (part["arm"] == "ticket").any() else part)
     fig.update_xaxes(type="log", autorange="reversed", tickvals=tickvals, ticktext=ticktext, tickangle=-45,
