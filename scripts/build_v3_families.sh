@@ -11,7 +11,7 @@ PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${THREADS:-1}
 for s in "${@:-0}"; do
   start=$(date +%s)
-  "$PY" -m lthvp tickets --preset mini3 --family "$s"
+  "$PY" -m lthvp tickets --preset mini3 --family "$s" --levels 6
   "$PY" -m lthvp tickets --preset mini3 --family "$s" --arm oneshot
   "$PY" -m lthvp tickets --preset mini3 --family "$s" --arm quant8 --levels 0,6
   "$PY" -m lthvp tickets --preset mini3 --family "$s" --arm quant4 --levels 0,6
