@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 H1 = {"overview": "Lottery tickets", "sparsity": "Sparsity curves", "calibration": "Calibration",
       "prompts": "Prompts and label mappings", "subpopulations": "Subpopulations", "run": "Run experiments",
       "bundles": "Result bundles"}
@@ -116,7 +115,7 @@ def browser_times(directory: Path) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="0", PYTHONPATH=str(REPO))
+    env = dict(os.environ, LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="0")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -181,10 +180,12 @@ def main() -> int:
     ap.add_argument("--browser", action="store_true", help="also time first render in headless Chromium")
     args = ap.parse_args()
     if not args.bundle.exists():
-        sys.path.insert(0, str(REPO / "tests"))
-        from helpers import page_bundle
+        import importlib.util  # the tests' helper builds a small bundle of real runs when none is shipped
 
-        args.bundle = page_bundle()
+        spec = importlib.util.spec_from_file_location("test_helpers", REPO / "tests" / "helpers.py")
+        helpers = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(helpers)
+        args.bundle = helpers.page_bundle()
     from lthvp.results.store import ResultStore
 
     tmp = Path(tempfile.mkdtemp(prefix="lthvp-bench-"))

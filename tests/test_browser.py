@@ -35,6 +35,34 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+def start_streamlit(log_dir: Path, **env) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free loopback port with ``env`` added, once it reports healthy."""
+    port = free_port()
+    log = open(log_dir / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1", **env), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    pytest.fail("streamlit did not become healthy: " + Path(log.name).read_text()[-2000:])
+
+
+def stop_streamlit(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -46,31 +74,10 @@ def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("browser") / "store"
     store = ResultStore(directory)
     store.import_bundle(page_bundle())
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
-    env = dict(os.environ, LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="1", OMP_NUM_THREADS="1",
-               LTHVP_WORKER_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("streamlit did not become healthy: " + Path(log.name).read_text()[-2000:])
+    proc, url = start_streamlit(tmp_path_factory.mktemp("log"), LTHVP_STORE=str(directory), LTHVP_AUTOSTART_WORKER="1",
+                                LTHVP_WORKER_THREADS="1")
     yield url, store, directory
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_streamlit(proc)
     from lthvp.compute.jobs import JobQueue
 
     for w in JobQueue.for_store(directory).workers():  # a worker the app started for this test

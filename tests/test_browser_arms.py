@@ -3,20 +3,14 @@ IMP, one-shot and int8 arms (three families x three seeds), headless Chromium. T
 draws the arms a link picks (and only those), int8 as markers; the Effects page states the
 IMP - one-shot and int8 - float contrasts."""
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import REPO, make_record
-from test_browser import CHROMIUM, SHOTS, browser, free_port, settle  # noqa: F401  (fixtures)
+from helpers import make_record
+from test_browser import CHROMIUM, SHOTS, browser, settle, start_streamlit, stop_streamlit  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARMS = (("ticket", (0, 2)), ("oneshot", (2,)), ("quant8", (0, 2)))
@@ -43,31 +37,10 @@ def arm_server(tmp_path_factory):
                         store.put({**rec, "metrics": {**rec["metrics"],
                                                       "accuracy": float(0.8 - cost + 0.003 * rng.standard_normal())}})
     bundles = tmp_path_factory.mktemp("no_bundles")  # the synthetic runs only
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("log_arms") / "streamlit.log", "wb")
-    env = dict(os.environ, LTHVP_STORE=str(directory), LTHVP_BUNDLES=str(bundles), LTHVP_AUTOSTART_WORKER="0",
-               OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("streamlit did not become healthy: " + Path(log.name).read_text()[-2000:])
+    proc, url = start_streamlit(tmp_path_factory.mktemp("log_arms"), LTHVP_STORE=str(directory),
+                                LTHVP_BUNDLES=str(bundles), LTHVP_AUTOSTART_WORKER="0")
     yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_streamlit(proc)
 
 
 def traces(page) -> dict:

@@ -29,10 +29,18 @@ def probs_for(pred: np.ndarray, k: int = K, top: float = 0.9) -> np.ndarray:
     return out
 
 
-def record(method, level, family, seed, probs, classes=None, **config):
+def record(method, level, family, seed, probs, classes=None, labels=None, **config):
+    """A planted run; with ``labels`` its metrics, bins and per-class accuracy are recomputed from
+    ``probs`` so the whole record is consistent (the store's validator checks that)."""
     rec = make_record(seed, method=method, level=level, family=family, shots="full", dataset="digits", **config)
     rec["predictions"] = {"test": encode_probs(probs), "val": None, "val_labels": None}
     rec["classes"] = classes
+    if labels is not None:
+        from lthvp.results.metrics import evaluate
+
+        m = evaluate(probs, labels)
+        rec.update(metrics={k: m[k] for k in ("accuracy", "ece", "mce", "nll", "brier")}, reliability=m["reliability"],
+                   per_class_accuracy=m["per_class_accuracy"], n_test=m["n"])
     return rec
 
 
@@ -54,7 +62,7 @@ def planted_records(labels: np.ndarray, families=(0, 1, 2), seeds=(0, 1, 2), cla
                     if method == "vp" and level == 4:
                         idx = np.roll(members[PLANTED], s)  # each seed its own images, the same count
                         pred[idx[:int(round(BROKEN[f] * len(idx)))]] = TO
-                    recs.append(record(method, level, f, s, probs_for(pred), classes))
+                    recs.append(record(method, level, f, s, probs_for(pred), classes, labels))
     return recs
 
 
