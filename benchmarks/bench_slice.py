@@ -25,7 +25,7 @@ from lthvp.results.store import ResultStore
 def slice_configs(a, precision: str = "fp32") -> list[RunConfig]:
     cells = [("ticket", lv) for lv in a.levels] + [tuple(x.split(":")) for x in a.arm_levels]
     return [RunConfig(preset=a.preset, family=a.family, arm=arm, level=int(lv), dataset=t, method="vp", shots=k, seed=s,
-                      precision=precision)
+                      precision=precision, steps=a.steps)
             for arm, lv in cells for t in a.targets for k in a.shots for s in a.seeds]
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--targets", nargs="+", default=["digits", "fashion_mnist"])
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--steps", type=int, default=None, help="VP step budget (default: the preset's)")
     ap.add_argument("--bf16", action="store_true", help="also time the new way with precision bf16")
     a = ap.parse_args(argv)
     if a.preset.startswith("pilot-"):  # the pilot's presets are registered by its script
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu, wall = timed(lambda: fn(store))
             rows.append((name, cpu, wall))
     base = rows[0][1]
-    print(f"\nslice: {len(old)} VP runs = {cells} cells x {len(a.seeds)} seeds ({a.preset}, family {a.family})\n")
+    print(f"\nslice: {len(old)} VP runs = {cells} cells x {len(a.seeds)} seeds ({a.preset}, family {a.family}, "
+          f"steps {a.steps or 'preset'}, torch threads {__import__('torch').get_num_threads()})\n")
     print("| way | CPU-s per cell | wall s per cell | CPU vs old |")
     print("|---|---|---|---|")
     for name, cpu, wall in rows:
