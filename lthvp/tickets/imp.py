@@ -86,8 +86,9 @@ def source_accuracy(model, x, y, norm, batch_size: int = 500) -> float:
 def family_report(info: dict) -> str:
     """Markdown sparsity report: remaining weights three ways and source test accuracy per level."""
     st = info["settings"]
+    images = info.get("source_train_images", st["train_images"])  # the count used (settings may say "all")
     lines = [f"# Ticket family `{info['preset']}` seed {st['seed']} ({info['arch']})", "",
-             f"Source: {st['source_dataset']}, {st['train_images']} training images, {st['epochs']} epochs, "
+             f"Source: {st['source_dataset']}, {images} training images, {st['epochs']} epochs, "
              f"batch {st['batch_size']}, SGD lr {st['lr']} (cosine), rewind to step {st['rewind_step']}; "
              f"settings in family.json. {info['sparsity_counts']}.", ""]
     curve = info.get("dense_curve") or []
@@ -133,6 +134,7 @@ def build_family(preset: Preset, directory: str | Path | None = None, levels: in
                      settings_dict, report=family_report)
     spec = model_spec(preset.arch)
     x, y, tx, ty = _source_data(s, spec.input_size)
+    w.info["source_train_images"] = len(y)
     norm = _normalize(spec)
     torch.manual_seed(s.seed)
     total = s.epochs * math.ceil(len(y) / s.batch_size)
