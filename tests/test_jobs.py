@@ -1,4 +1,4 @@
-"""Job queue and worker: dedup, atomic claims across processes, cancel, failure, crash detection."""
+"""Job queue and worker: dedup, atomic claims across processes, cancel, failure, dead-worker requeue."""
 
 import os
 import signal
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lthvp.compute.jobs import CANCELLED, CRASHED, DONE, FAILED, QUEUED, RUNNING, JobQueue
+from lthvp.compute.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobQueue
 from lthvp.compute.worker import Worker
 from lthvp.results.config import RunConfig
 from lthvp.results.presets import resolve
@@ -173,7 +173,7 @@ def test_two_workers_never_run_one_job_twice(queue, store_dir, tmp_path):
     assert len(ResultStore(store_dir)) == 30
 
 
-def test_killed_worker_job_is_detected_as_crashed(queue, store_dir, tmp_path):
+def test_killed_worker_job_is_put_back_in_line(queue, store_dir, tmp_path):
     queue.submit(cfg(seed=7))
     key = resolve(cfg(seed=7)).hash()
     proc = spawn_worker(store_dir, tmp_path / "log", 120)
@@ -186,19 +186,22 @@ def test_killed_worker_job_is_detected_as_crashed(queue, store_dir, tmp_path):
     proc.wait(timeout=10)
     assert queue.reap() == [key]
     job = queue.get(key)
-    assert job["state"] == CRASHED and str(proc.pid) in job["error"]
+    assert job["state"] == QUEUED and job["lost"] == 1 and str(proc.pid) in job["requeued"]
     assert queue.workers() == []  # its heartbeat record is dead too
-    assert queue.submit(cfg(seed=7)).status == "requeued"
+    assert queue.submit(cfg(seed=7)).status == "existing"  # still in line: no second job
+    assert queue.claim("next")["attempts"] == 2
 
 
-def test_stale_heartbeat_on_another_host_is_crashed(queue):
+def test_stale_heartbeat_on_another_host_is_requeued(queue):
     queue.submit(cfg(seed=8))
     job = queue.claim("remote-worker", pid=1)
     with queue.cache.transact():
         job = queue.get(job["id"])
         job.update(host="gpu-node-7", heartbeat=time.time() - 3600)
         queue._set("job:" + job["id"], job)
-    assert queue.reap() == [job["id"]] and queue.get(job["id"])["state"] == CRASHED
+    assert queue.reap() == [job["id"]] and queue.get(job["id"])["state"] == QUEUED
+    assert "gpu-node-7" in queue.get(job["id"])["requeued"]
+    queue.claim("remote-worker", pid=1)  # take it again so the next submission is the only queued job
     # a fresh heartbeat from another host is trusted (its pid cannot be checked here)
     queue.submit(cfg(seed=9))
     other = queue.claim("remote-worker", pid=999999)

@@ -1,18 +1,15 @@
 """Background job queue: one diskcache beside the results store, shared by the app and the workers.
 
 A job is keyed by the resolved config hash, so two users asking for the same run share one job.
-Records are JSON strings (nothing is ever unpickled). Every read-modify-write happens inside
-``cache.transact()`` (SQLite ``BEGIN IMMEDIATE``), so claiming is atomic across processes: two
-workers never run one job.
+Records are JSON strings (never unpickled). Every read-modify-write runs inside ``cache.transact()``
+(SQLite ``BEGIN IMMEDIATE``), so claiming is atomic across processes: one owner per job.
 
-States::
-    queued -> running -> done | failed | cancelled
-                      \\-> crashed   (heartbeat stale or the worker's pid is gone)
-                      \\-> queued    (its worker was stopped by SIGTERM/Ctrl-C: back in line, same place)
-    queued -> cancelled
-
-A job whose result is already in the results store is not queued at all ("cached").
-``failed``/``cancelled``/``crashed`` jobs are re-queued by submitting them again.
+States: queued -> running -> done | failed | cancelled; running -> queued (its worker was stopped by
+SIGTERM/Ctrl-C, or died); queued -> cancelled; queued -> failed (malformed: at ``claim``).
+At least once: a running job whose worker is dead (no heartbeat for ``STALE_S``, or its pid gone on
+this host) goes back in line, same place, at the next ``claim``/``reap``; the ``MAX_ATTEMPTS``-th dead
+worker fails it. (``crashed`` is only read, on older records.) A stored result is never queued
+("cached"). Finished jobs are re-queued by submitting them again (which resets ``lost``).
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import json
 import os
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -36,6 +34,7 @@ FINISHED = (DONE, FAILED, CANCELLED, CRASHED)
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, CRASHED)
 HEARTBEAT_S = 2.0  # how often a worker heartbeats
 STALE_S = 30.0  # a running job / worker without a heartbeat for this long is dead
+MAX_ATTEMPTS = 3  # a job whose worker dies this many times is failed, not requeued again
 JOB, WORKER = "job:", "worker:"  # key prefixes
 
 
@@ -44,26 +43,32 @@ def jobs_dir(store_dir: str | os.PathLike) -> Path:
     return Path(store_dir) / "jobs"
 
 
+def check_job(job: dict) -> tuple[RunConfig | None, str | None]:
+    """(config, None) for a runnable job, else (None, one-line reason): a hand-written job must not
+    reach the runner (a missing key there killed the worker) nor run a config other than its id."""
+    try:
+        cfg = resolve(RunConfig.from_dict(job["config"]))
+    except Exception as err:  # anything a bad config raises: missing keys, wrong types, unknown names
+        return None, " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    return (cfg, None) if cfg.hash() == job["id"] else (None, f"its config hashes to {cfg.hash()}, not to its id")
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
         os.kill(int(pid), 0)
+        with open(f"/proc/{int(pid)}/stat") as f:  # a zombie (exited child not yet reaped) is dead
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:  # a zombie (exited child not yet reaped) is dead for our purposes
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+    except (OSError, IndexError):  # PermissionError: exists, owned by someone else
         return True
 
 
 @dataclass(frozen=True)
 class Submission:
     """What ``submit`` did: ``status`` is 'cached', 'queued' (new), 'requeued' or 'existing'."""
-
     job_id: str
     status: str
     job: dict | None
@@ -78,21 +83,23 @@ class JobCancelled(Exception):
 
 
 class JobQueue:
-    def __init__(self, directory: str | os.PathLike, stale_s: float = STALE_S):
+    def __init__(self, directory: str | os.PathLike, stale_s: float = STALE_S, max_attempts: int = MAX_ATTEMPTS):
         self.directory = Path(directory)
         self.cache = open_cache(directory, "the job queue path", lambda why: QueueError(
             f"the job queue {directory} cannot be read ({why}); jobs are disposable: stop the workers, move it aside"))
-        self.stale_s = stale_s
+        self.stale_s, self.max_attempts = stale_s, max_attempts
         self.host = socket.gethostname()
 
     @classmethod
     def for_store(cls, store_dir: str | os.PathLike, **kw) -> "JobQueue":
         return cls(jobs_dir(store_dir), **kw)
 
-    # low level ---------------------------------------------------------------------------
     def _get(self, key: str) -> dict | None:
-        text = self.cache.get(key)
-        return json.loads(text) if text is not None else None
+        """The record, or None (also for a hand-written value that is not JSON: it is overwritten)."""
+        try:
+            return json.loads(self.cache.get(key) or "null")
+        except (TypeError, ValueError):
+            return None
 
     def _set(self, key: str, value: dict) -> None:
         self.cache.set(key, json.dumps(value, allow_nan=False))
@@ -109,20 +116,15 @@ class JobQueue:
         return self._get(JOB + job_id)
 
     def jobs(self) -> list[dict]:
-        """Every job, oldest first (reads only the job records, never the results)."""
-        out = []
-        for key in self.cache.iterkeys():
-            if isinstance(key, str) and key.startswith(JOB):
-                job = self._get(key)
-                if job is not None:
-                    out.append(job)
-        return sorted(out, key=lambda j: j["seq"])
+        """Every job, oldest first (reads only the job records, never the results). A hand-written
+        record that is not a JSON object is skipped; one without ``seq`` sorts last."""
+        keys = [k for k in self.cache.iterkeys() if isinstance(k, str) and k.startswith(JOB)]
+        out = [dict(job, id=k[len(JOB):]) for k in keys if isinstance(job := self._get(k), dict)]
+        return sorted(out, key=lambda j: j["seq"] if isinstance(j.get("seq"), (int, float)) else float("inf"))
 
-    # submit / cancel ---------------------------------------------------------------------
     def submit(self, config: RunConfig, user: str | None = None, store=None) -> Submission:
         """Queue one run unless it is stored (``cached``) or already queued/running/done."""
-        cfg = resolve(config)
-        job_id = cfg.hash()
+        job_id = (cfg := resolve(config)).hash()
         if store is not None and store.has(job_id):
             return Submission(job_id, "cached", self.get(job_id))
         user = user or getpass.getuser()
@@ -155,10 +157,7 @@ class JobQueue:
             if job is None or job["state"] not in ACTIVE:
                 return job
             job["cancelled_by"] = user or getpass.getuser()
-            if job["state"] == QUEUED:
-                job["state"], job["finished_at"] = CANCELLED, time.time()
-            else:
-                job["cancel_requested"] = True
+            job.update(dict(state=CANCELLED, finished_at=time.time()) if job["state"] == QUEUED else {"cancel_requested": True})
             self._set(JOB + job_id, job)
             self._bump()
         return job
@@ -171,21 +170,28 @@ class JobQueue:
                 self.cache.delete(JOB + job_id)
                 self._bump()
 
-    # worker side -------------------------------------------------------------------------
     def claim(self, worker_id: str, pid: int | None = None) -> dict | None:
-        """Atomically take the oldest queued job and mark it running for this worker."""
+        """In one transaction (so one owner per job): put dead workers' jobs back in line, fail the
+        malformed queued jobs met on the way, and mark the oldest runnable one running for this worker."""
         pid = pid or os.getpid()
         with self.cache.transact():
-            queued = [j for j in self.jobs() if j["state"] == QUEUED]
-            if not queued:
-                return None
-            job = queued[0]
             now = time.time()
-            job.update(state=RUNNING, worker=worker_id, pid=pid, host=self.host, started_at=now, heartbeat=now,
-                       attempts=job.get("attempts", 0) + 1, progress=None, error=None)
-            self._set(JOB + job["id"], job)
-            self._bump()
-        return job
+            jobs = self.jobs()
+            self._sweep(jobs, now)
+            for job in jobs:
+                if job.get("state") != QUEUED:
+                    continue
+                cfg, why = check_job(job)
+                if cfg is None:
+                    job.update(state=FAILED, finished_at=now, worker=worker_id, error=f"malformed job: {why}")
+                else:
+                    job.update(config=cfg.to_dict(), state=RUNNING, worker=worker_id, pid=pid, host=self.host,
+                               started_at=now, heartbeat=now, attempts=job.get("attempts", 0) + 1, error=None)
+                self._set(JOB + job["id"], job)
+                self._bump()
+                if cfg is not None:
+                    return job
+        return None
 
     def _update_own(self, job_id: str, worker_id: str, bump: bool = False, **fields) -> dict | None:
         """Update a job only while this worker still owns it (``bump``: a state change); returns the job."""
@@ -217,37 +223,43 @@ class JobQueue:
         return self._update_own(job_id, worker_id, bump=True, state=state, error=error, finished_at=time.time(),
                                 heartbeat=time.time())
 
-    # liveness ----------------------------------------------------------------------------
     def is_dead(self, pid: int | None, host: str | None, heartbeat: float | None, now: float | None = None) -> bool:
         now = now or time.time()
         if heartbeat is None or now - heartbeat > self.stale_s:
             return True
         return host == self.host and not pid_alive(pid)
 
+    def _lost(self, job: dict, now: float) -> bool:
+        return job.get("state") == RUNNING and self.is_dead(job.get("pid"), job.get("host"), job.get("heartbeat"), now)
+
+    def _sweep(self, jobs: list[dict], now: float) -> list[str]:
+        """Inside a transaction: each running job of a dead worker goes back in line (``seq`` kept), or
+        ends once ``max_attempts`` workers died on it (or a cancel was asked). Updates ``jobs`` in place."""
+        swept = [j for j in jobs if self._lost(j, now)]
+        for job in swept:
+            lost = job.get("lost", 0) + 1
+            who = f"worker {job.get('worker')} (pid {job.get('pid')} on {job.get('host')}) stopped heartbeating"
+            if lost >= self.max_attempts or job.get("cancel_requested"):
+                job.update(state=CANCELLED if job.get("cancel_requested") else FAILED, finished_at=now, lost=lost,
+                           error=f"{who}; {lost} of {self.max_attempts} attempts lost to dead workers, giving up")
+            else:
+                job.update(state=QUEUED, previous_state=RUNNING, lost=lost, worker=None, pid=None, host=None,
+                           started_at=None, heartbeat=None, progress=None, requeued=who)
+            self._set(JOB + job["id"], job)
+            self._bump()
+        return [j["id"] for j in swept]
+
     def reap(self) -> list[str]:
-        """Mark running jobs whose worker is gone as crashed; returns their ids."""
+        """Requeue (or end, see ``_sweep``) running jobs whose worker is gone; returns their ids."""
         now = time.time()
-        suspects = [j for j in self.jobs() if j["state"] == RUNNING and self.is_dead(j["pid"], j["host"], j["heartbeat"], now)]
-        crashed = []
-        if not suspects:
-            return crashed
+        if not any(self._lost(j, now) for j in self.jobs()):
+            return []  # the common case takes no write lock (the Run page calls this on every render)
         with self.cache.transact():
-            for old in suspects:
-                job = self.get(old["id"])
-                if job and job["state"] == RUNNING and self.is_dead(job["pid"], job["host"], job["heartbeat"], now):
-                    job.update(state=CRASHED, finished_at=now,
-                               error=job.get("error") or f"worker {job['worker']} (pid {job['pid']} on {job['host']}) "
-                                                         f"stopped heartbeating")
-                    self._set(JOB + job["id"], job)
-                    crashed.append(job["id"])
-            if crashed:
-                self._bump()
-        return crashed
+            return self._sweep(self.jobs(), now)
 
     def register_worker(self, worker_id: str, **info) -> None:
-        now = time.time()
-        self._set(WORKER + worker_id, {"id": worker_id, "pid": os.getpid(), "host": self.host, "started": now,
-                                       "heartbeat": now, "job": None, **info})
+        self._set(WORKER + worker_id, {"id": worker_id, "pid": os.getpid(), "host": self.host,
+                                       "started": (now := time.time()), "heartbeat": now, "job": None, **info})
 
     def worker_heartbeat(self, worker_id: str, job: str | None = None) -> None:
         with self.cache.transact():
@@ -260,30 +272,22 @@ class JobQueue:
         self.cache.delete(WORKER + worker_id)
 
     def workers(self, alive_only: bool = True) -> list[dict]:
-        out = []
         now = time.time()
-        for key in self.cache.iterkeys():
-            if isinstance(key, str) and key.startswith(WORKER):
-                info = self._get(key)
-                if info is None:
-                    continue
-                info["alive"] = not self.is_dead(info.get("pid"), info.get("host"), info.get("heartbeat"), now)
-                if info["alive"] or not alive_only:
-                    out.append(info)
-        return sorted(out, key=lambda w: w["started"])
+        keys = [k for k in self.cache.iterkeys() if isinstance(k, str) and k.startswith(WORKER)]
+        out = [w for k in keys if isinstance(w := self._get(k), dict)]
+        for w in out:
+            w["alive"] = not self.is_dead(w.get("pid"), w.get("host"), w.get("heartbeat"), now)
+        return sorted((w for w in out if w["alive"] or not alive_only), key=lambda w: w.get("started") or 0)
 
     def try_mark_spawn(self, within_s: float = 60.0) -> bool:
-        """True for exactly one caller per ``within_s`` window (several sessions must not start a
-        worker at the same moment) -- unless the worker started in that window has already exited,
-        which allows the next start at once (a --once worker that found an empty queue)."""
+        """True for one caller per ``within_s`` window (sessions must not start workers at once) --
+        unless the worker started in it has exited (a --once worker that found an empty queue)."""
         with self.cache.transact():
             last = self.cache.get("spawned_at")
             now = time.time()
             recent = last is not None and now - float(last) < within_s
-            if recent and pid_alive(self.cache.get("spawned_pid")):
-                return False
-            if recent and self.cache.get("spawned_pid") is None and now - float(last) < 10:
-                return False  # another session is starting one right now
+            if recent and (pid_alive(pid := self.cache.get("spawned_pid")) or pid is None and now - float(last) < 10):
+                return False  # it runs, or another session is starting one right now
             self.cache.set("spawned_at", now)
             self.cache.delete("spawned_pid")
             return True
@@ -292,8 +296,5 @@ class JobQueue:
         self.cache.set("spawned_pid", int(pid))
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in STATES}
-        for job in self.jobs():
-            out[job["state"]] = out.get(job["state"], 0) + 1
-        return out
+        return {**dict.fromkeys(STATES, 0), **Counter(job.get("state") for job in self.jobs())}
 

@@ -3,8 +3,10 @@
 Pops jobs from the store's queue (atomic claim), heartbeats from a thread, writes per-epoch
 progress into the queue, checks the cancel flag every epoch, and writes the result with
 ``ResultStore.put`` (one transaction). Run one per GPU with ``CUDA_VISIBLE_DEVICES=i``.
-SIGTERM (and Ctrl-C) put the running job back in the queue and end the worker cleanly; a worker
-killed outright (kill -9) leaves its job running until a reaper marks it crashed.
+SIGTERM (and Ctrl-C) put the running job back in the queue and end the worker cleanly. The job of a
+worker killed outright (kill -9) goes back in line at the next claim by any worker once its pid is
+gone or its heartbeat is ``STALE_S`` old (failed after ``MAX_ATTEMPTS`` such deaths); a malformed job
+is failed at claim, so the worker goes on to the next one.
 """
 
 from __future__ import annotations
@@ -100,7 +102,6 @@ class Worker:
         job_id = job["id"]
         self.current = job_id
         self.queue.worker_heartbeat(self.id, job_id)
-        cfg = RunConfig.from_dict(job["config"])
 
         def progress(p: dict) -> None:
             state = self.queue.progress(job_id, self.id, dict(p))
@@ -112,6 +113,7 @@ class Worker:
             self._in_runner = True
             if self._stop.is_set():  # the signal came between the claim and here
                 raise StopRequested()
+            cfg = RunConfig.from_dict(job["config"])  # inside the try: a bad config fails the job, not the worker
             self.runner(cfg, self.store, progress=progress)
             self._in_runner = False
             final, error = DONE, None
@@ -132,14 +134,13 @@ class Worker:
         return final
 
     def run_once(self) -> str | None:
-        """Claim and run one job; None when the queue is empty."""
-        self.queue.reap()
+        """Claim and run one job (the claim first requeues dead workers' jobs); None when the queue is empty."""
         job = self.queue.claim(self.id)
         if job is None:
             return None
-        c = job["config"]
+        c = job["config"]  # complete: the claim checked and normalised it
         self.log(f"running {job['id']}: {c['method']} {c['dataset']} L{c['level']} {c['shots']}-shot "
-                 f"seed {c['seed']} (for {job['submitted_by']!r})")
+                 f"seed {c['seed']} (for {job.get('submitted_by')!r})")
         return self.run_job(job)
 
     def loop(self, once: bool = False, poll: float = 1.0, idle_exit_s: float | None = None) -> int:
