@@ -89,7 +89,8 @@ def test_readme_layout_table_matches_the_tree():
 # Packages from the bottom up: a module may import its own package and those below it, never above
 # (paths and the shared vocabulary first, then data, models and tickets, adaptation, running,
 # analysis, drawing, and the command line on top).
-LAYERS = ["paths", "results", "data", "tickets", "adapt", "compute", "analysis", "ui", "commands", "__main__"]
+LAYERS = ["paths", "results", "data", "tickets", "adapt", "compute", "analysis", "ui", "commands", "__main__",
+          "metrics", "prompting", "sparsity", "store"]  # the last four: the public contract's old paths (re-exports)
 
 
 def package_edges() -> set[tuple[str, str, str, str]]:
@@ -151,3 +152,22 @@ print("torch loaded" if "torch" in sys.modules else "ok", bad)
     out = subprocess.run([sys.executable, "-c", script], cwd=PKG.parent, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "ok []", out.stdout[-3000:]
+
+
+def test_the_public_contract_keeps_its_import_paths():
+    """DESIGN.md section 2: the names outside checks call keep their import paths after the move
+    into subpackages (each is a re-export of the module that owns it)."""
+    from lthvp.adapt import prompting
+    from lthvp.metrics import expected_calibration_error, reliability_table
+    from lthvp.prompting import greedy_label_mapping
+    from lthvp.results import metrics, store
+    from lthvp.sparsity import global_magnitude_prune, load_ticket, remaining_fraction
+    from lthvp.store import BundleError, ResultStore
+    from lthvp.tickets import sparsity, ticket_formats
+
+    assert (expected_calibration_error, reliability_table) == (metrics.expected_calibration_error,
+                                                               metrics.reliability_table)
+    assert greedy_label_mapping is prompting.greedy_label_mapping
+    assert (global_magnitude_prune, remaining_fraction, load_ticket) == (
+        sparsity.global_magnitude_prune, sparsity.remaining_fraction, ticket_formats.load_ticket)
+    assert (BundleError, ResultStore) == (store.BundleError, store.ResultStore) and issubclass(BundleError, ValueError)
