@@ -35,6 +35,13 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+def require_browser() -> None:
+    """Skip unless the system Chromium and Playwright are there."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    pytest.importorskip("playwright")
+
+
 def start_streamlit(log_dir: Path, **env) -> tuple[subprocess.Popen, str]:
     """`streamlit run app.py` on a free loopback port with ``env`` added, once it reports healthy."""
     port = free_port()
@@ -66,9 +73,7 @@ def stop_streamlit(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    pytest.importorskip("playwright")
+    require_browser()
     from lthvp.results.store import ResultStore
 
     directory = tmp_path_factory.mktemp("browser") / "store"

@@ -4,13 +4,12 @@ draws the arms a link picks (and only those), int8 as markers; the Effects page 
 IMP - one-shot and int8 - float contrasts."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helpers import make_record
-from test_browser import CHROMIUM, SHOTS, browser, settle, start_streamlit, stop_streamlit  # noqa: F401  (fixtures)
+from test_browser import SHOTS, browser, require_browser, settle, start_streamlit, stop_streamlit  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARMS = (("ticket", (0, 2)), ("oneshot", (2,)), ("quant8", (0, 2)))
@@ -18,9 +17,7 @@ ARMS = (("ticket", (0, 2)), ("oneshot", (2,)), ("quant8", (0, 2)))
 
 @pytest.fixture(scope="module")
 def arm_server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    pytest.importorskip("playwright")
+    require_browser()
     from lthvp.results.store import ResultStore
 
     directory = tmp_path_factory.mktemp("browser_arms") / "store"

@@ -157,23 +157,35 @@ def plan_rounds(s: VPSettings, n_train: int, batch_size: int) -> tuple[int, int]
     return math.ceil(epochs / per_round), per_round
 
 
-@torch.no_grad()
+def group_logits(net: nn.Module, prompts: list[PadPrompt], xs: list[torch.Tensor], bf16: bool = False,
+                 batch_size: int | None = None) -> list[torch.Tensor]:
+    """Source logits (fp32 out) of each prompt on its own images, in EVAL_BATCH chunks of the
+    images of all prompts laid end to end: one forward per chunk for a whole group of prompts
+    (:mod:`lthvp.adapt.vp_training`). CPU bf16 autocast only when asked (``precision=bf16``): it
+    can flip argmax ties among many classes and moves the ECE inputs."""
+    device = xs[0].device
+    batch_size = batch_size or (EVAL_BATCH_CUDA if device.type == "cuda" else EVAL_BATCH)
+    bounds = np.cumsum([0] + [len(x) for x in xs])
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cpu"):
+        for lo in range(0, int(bounds[-1]), batch_size):
+            hi = min(lo + batch_size, int(bounds[-1]))
+            pieces = [prompts[k](xs[k][max(lo, bounds[k]) - bounds[k]:min(hi, bounds[k + 1]) - bounds[k]])
+                      for k in range(len(xs)) if bounds[k] < hi and bounds[k + 1] > lo]
+            out.append(net(torch.cat(pieces) if len(pieces) > 1 else pieces[0]).float())
+    logits = torch.cat(out)
+    return [logits[bounds[k]:bounds[k + 1]] for k in range(len(xs))]
+
+
 def source_logits(model: nn.Module, prompt: PadPrompt, x: torch.Tensor, batch_size: int | None = None,
                   bf16: bool = False) -> torch.Tensor:
-    """Source logits in fp32 (as ILM-VP's mapping pass): bf16 can flip argmax ties among 1,000
-    classes and moves the ECE inputs, so autocast is for the training step only."""
-    batch_size = batch_size or (EVAL_BATCH_CUDA if x.device.type == "cuda" else EVAL_BATCH)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
-        return torch.cat([model(prompt(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
+    """One prompt's source logits (:func:`group_logits` of a group of one)."""
+    return group_logits(model, [prompt], [x], bf16, batch_size)[0]
 
 
 def mapping_from_logits(logits, y, n_target, assignment) -> list[int]:
     counts = count_matrix(logits.argmax(1), y, logits.shape[1], n_target)  # on the device; one copy
     return ASSIGNERS[assignment](counts.cpu())
-
-
-def compute_mapping(model, prompt, x, y, n_target, assignment, batch_size) -> list[int]:
-    return mapping_from_logits(source_logits(model, prompt, x, batch_size), y, n_target, assignment)
 
 
 def mapped_scores(logits, mapping, y) -> tuple[torch.Tensor, float, float]:

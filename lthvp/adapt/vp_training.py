@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lthvp.adapt.prompting import (EVAL_BATCH, EVAL_BATCH_CUDA, PadPrompt, VPSettings, fast_frozen, mapped_scores,
-                                   mapping_from_logits, plan_rounds, random_label_mapping)
+from lthvp.adapt.prompting import (PadPrompt, VPSettings, fast_frozen, group_logits, mapped_scores, mapping_from_logits,
+                                   plan_rounds, random_label_mapping)
 from lthvp.adapt.training import EpochSelector, reference_schedule
 from lthvp.tickets.models import autocast_for
 
@@ -42,25 +42,6 @@ class PromptJob:
     test_x: torch.Tensor
     settings: VPSettings
     progress: Callable[[dict], None] | None = None
-
-
-def _group_logits(net: nn.Module, prompts: list[PadPrompt], xs: list[torch.Tensor], bf16: bool = False,
-                  batch_size: int | None = None) -> list[torch.Tensor]:
-    """Source logits of each prompt on its own images, in EVAL_BATCH chunks of the images of all
-    prompts laid end to end: one forward per chunk for the whole group. A group of one chunks
-    exactly as :func:`source_logits`, so a single run's numbers do not depend on grouping code."""
-    device = xs[0].device
-    batch_size = batch_size or (EVAL_BATCH_CUDA if device.type == "cuda" else EVAL_BATCH)
-    bounds = np.cumsum([0] + [len(x) for x in xs])
-    out = []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cpu"):
-        for lo in range(0, int(bounds[-1]), batch_size):
-            hi = min(lo + batch_size, int(bounds[-1]))
-            pieces = [prompts[k](xs[k][max(lo, bounds[k]) - bounds[k]:min(hi, bounds[k + 1]) - bounds[k]])
-                      for k in range(len(xs)) if bounds[k] < hi and bounds[k + 1] > lo]
-            out.append(net(torch.cat(pieces) if len(pieces) > 1 else pieces[0]).float())
-    logits = torch.cat(out)
-    return [logits[bounds[k]:bounds[k + 1]] for k in range(len(xs))]
 
 
 def _check_group(jobs: list[PromptJob]) -> None:
@@ -92,7 +73,7 @@ def train_vp_group(model: nn.Module, jobs: list[PromptJob], n_target: int) -> li
     if s.mapping == "rlm":
         mappings = [random_label_mapping(n_source, n_target, job.settings.seed) for job in jobs]
     else:  # FLM, and ILM's first mapping: from the starting prompt
-        first = _group_logits(net, prompts, [job.train[0] for job in jobs])
+        first = group_logits(net, prompts, [job.train[0] for job in jobs])
         mappings = [mapping_from_logits(lg, job.train[1], n_target, s.assignment) for lg, job in zip(first, jobs)]
     opts = [torch.optim.Adam(p.parameters(), lr=s.lr) for p in prompts]
     scheds = [reference_schedule(opt, rounds) for opt in opts]
@@ -112,7 +93,7 @@ def train_vp_group(model: nn.Module, jobs: list[PromptJob], n_target: int) -> li
                 sched.step()
         both = remap and r < rounds
         inputs = [torch.cat([job.val[0], job.train[0]]) if both else job.val[0] for job in jobs]
-        for k, (job, logits) in enumerate(zip(jobs, _group_logits(net, prompts, inputs, bf16=s.bf16_passes))):
+        for k, (job, logits) in enumerate(zip(jobs, group_logits(net, prompts, inputs, bf16=s.bf16_passes))):
             vy = job.val[1]
             val_probs, val_acc, val_nll = mapped_scores(logits[:len(vy)], mappings[k], vy)
             row = {"epoch": r, "steps": steps, "train_loss": stats[k][0], "train_acc": stats[k][1],
@@ -127,7 +108,7 @@ def train_vp_group(model: nn.Module, jobs: list[PromptJob], n_target: int) -> li
     for job, selector in zip(jobs, selectors):
         with torch.no_grad():
             job.prompt.program.copy_(selector.state[0])
-    tests = _group_logits(net, prompts, [job.test_x for job in jobs])
+    tests = group_logits(net, prompts, [job.test_x for job in jobs])
     return [VPOutcome(F.softmax(logits[:, sel.state[1]], dim=1), sel.epoch, sel.state[1], hist, curve,
                       job.prompt.border_image(), rounds * per_round * len(job.train[1]), sel.state[2], steps)
             for job, sel, logits, hist, curve in zip(jobs, selectors, tests, histories, curves)]

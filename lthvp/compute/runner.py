@@ -77,6 +77,13 @@ def default_device() -> torch.device:
     return torch.device(os.environ.get("LTHVP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def source_on_device(preset: Preset, cfg: RunConfig, device: str | torch.device | None):
+    """The frozen source model of a config on its device: (model, masks, ticket id, device)."""
+    device = torch.device(device) if device is not None else default_device()
+    model, masks, ticket_id = load_source(preset, cfg)
+    return to_device(model, device), masks, ticket_id, device
+
+
 def _vp_job(cfg, preset, data: TargetData, train_idx, val: Split, progress, device) -> PromptJob:
     """A run's prompt, data (held on the device for the whole run) and settings."""
     spec = model_spec(preset.arch)
@@ -194,9 +201,7 @@ def run(config: RunConfig, store=None, progress: Progress | None = None, force: 
     preset = get_preset(cfg.preset)
     data = load_dataset(cfg.dataset)
     train_idx, val, val_idx = _inputs(cfg, data)
-    device = torch.device(device) if device is not None else default_device()
-    model, masks, ticket_id = load_source(preset, cfg)
-    to_device(model, device)
+    model, masks, ticket_id, device = source_on_device(preset, cfg, device)
     out = ADAPTERS[cfg.method](cfg, preset, model, data, train_idx, val, val_idx, ticket_id, progress, device)
     record = _record(cfg, preset, data, model, masks, ticket_id, out, int(len(train_idx)), val, val_idx,
                      time.time() - t0, device)
@@ -217,13 +222,12 @@ def run_group(configs: list[RunConfig], store=None, device: str | torch.device |
     one loaded model; each record is the one :func:`run` would store (to float rounding; see
     :func:`lthvp.adapt.vp_training.train_vp_group`) and says how many runs shared its training."""
     cfgs = [resolve(c) for c in configs]
-    if len({group_key(c) for c in cfgs}) != 1 or group_key(cfgs[0]) is None or len({c.hash() for c in cfgs}) < len(cfgs):
+    keys = {group_key(c) for c in cfgs}
+    if len(keys) != 1 or None in keys or len({c.hash() for c in cfgs}) < len(cfgs):
         raise ValueError("run_group needs distinct VP/mapping-only configs that differ only in their seed")
     t0 = time.time()
     preset, data = get_preset(cfgs[0].preset), load_dataset(cfgs[0].dataset)
-    device = torch.device(device) if device is not None else default_device()
-    model, masks, ticket_id = load_source(preset, cfgs[0])
-    to_device(model, device)
+    model, masks, ticket_id, device = source_on_device(preset, cfgs[0], device)
     inputs = [_inputs(c, data) for c in cfgs]
     jobs = [_vp_job(c, preset, data, idx, val, None, device) for c, (idx, val, _) in zip(cfgs, inputs)]
     outs = train_vp_group(model, jobs, data.num_classes)
