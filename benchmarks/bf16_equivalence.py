@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="mini3")
     ap.add_argument("--families", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--levels", type=int, nargs=2, default=[0, 6], metavar=("DENSE", "DEEPEST"))
-    ap.add_argument("--targets", nargs="+", default=["digits", "fashion_mnist"])
+    ap.add_argument("--targets", nargs="+", default=["digits", "fashion_mnist_1k"])
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--store", type=Path, default=Path("cache/runtime/bf16_equivalence"))
