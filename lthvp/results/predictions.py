@@ -21,6 +21,12 @@ def encode_probs(probs) -> dict:
     return {"dtype": "float16", "shape": list(arr.shape), "data": base64.b64encode(arr.tobytes()).decode()}
 
 
+def stored_probs(obj) -> np.ndarray:
+    """The (N, K) float16 values exactly as stored (no renormalising): what a bundle writes out."""
+    decode_probs(obj)  # the same checks as every reader
+    return np.frombuffer(base64.b64decode(obj["data"]), dtype=np.float16).reshape(obj["shape"])
+
+
 def decode_probs(obj) -> np.ndarray:
     """(N, K) float64 probabilities, renormalised per row (float16 rounding moves sums by <1e-3)."""
     if not isinstance(obj, dict) or obj.get("dtype") != "float16" or not isinstance(obj.get("data"), str):

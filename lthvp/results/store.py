@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import stat
 import zipfile
@@ -25,43 +26,33 @@ from typing import Iterable
 import pandas as pd
 
 from lthvp.results.disk_cache import open_cache
-from lthvp.results.provenance import now_iso, provenance
+from lthvp.results.provenance import now_iso
 from lthvp.results.record_schema import RecordError, flat_row, stored_problem  # noqa: F401 (re-exported)
 from lthvp.results.run_record import RunRecord
-from lthvp.results import store_budget
-from lthvp.results.safe_files import printable, write_atomically
+from lthvp.results import bundle_format, store_budget
+from lthvp.results.bundle_format import BundleError
+from lthvp.results.safe_files import write_atomically
+from lthvp.results.store_guard import StoreError, parse, read_text, refuse_writes, stored_keys, unreadable  # noqa: F401
 
-BUNDLE_FORMAT = "lthvp-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_FORMAT = bundle_format.FORMAT
+BUNDLE_VERSION = bundle_format.VERSION  # what export writes; read_bundle reads versions 1 and 2
 MAX_MEMBER_BYTES = 32 * 1024 * 1024  # one member, as read (a record with two large prediction arrays fits)
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # the zip file
 MAX_EXPANDED_BYTES = 1024 * 1024 * 1024  # all members together, as read
 MAX_MEMBERS = 200_000
 
 
-class BundleError(RecordError):
-    """An invalid bundle; importing it changed nothing. The message is printable: member names
-    and values quoted from the bundle cannot carry terminal escapes or line breaks."""
-
-    def __init__(self, message):
-        super().__init__(printable(message))
-
-
-class StoreError(ValueError):
-    """A results store that cannot be opened as it is (the message says how to recover)."""
-
-
-def _unreadable(directory: Path, reason: str) -> StoreError:
-    return StoreError(f"the results store {directory} cannot be read ({reason}); recover with `python -m lthvp "
-                      f"store check --store {directory}` (then `store delete HASH...`; `store repair` does both, or rebuilds "
-                      f"an unreadable cache.db from what can still be read), or move "
-                      f"{directory / 'cache.db'} aside to start an empty store that re-imports the shipped bundles")
-
 
 class ResultStore:
+    """A store that cannot be written (full disk, read-only) opens read-only (``read_only`` says why);
+    it, and one whose database is damaged, refuses writes (:mod:`lthvp.results.store_guard`)."""
+
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
-        self.cache = open_cache(directory, "the store path", lambda reason: _unreadable(self.directory, reason))
+        self.cache = open_cache(directory, "the store path", lambda reason: unreadable(self.directory, reason),
+                                read_only_fallback=True)
+        self.read_only: str | None = getattr(self.cache, "reason", None)
+        self.unreadable: dict[str, str] = {}  # hash -> why its stored value could not be read (records() skipped it)
 
     # results -----------------------------------------------------------------------------
     def put(self, record: RunRecord | dict) -> None:
@@ -77,6 +68,7 @@ class ResultStore:
                  for r in records]
         if not texts:  # nothing to write (a bundle already stored): no budget to check, no version bump
             return
+        refuse_writes(self.cache, self.directory, self.read_only)
         with self.cache.transact():
             store_budget.check_write(self.cache, sum(len(a) + len(b) for _, a, b in texts), importing)
             for key, document, row in texts:
@@ -85,14 +77,20 @@ class ResultStore:
             self.cache.incr("version", default=0)
 
     def get(self, key: str) -> dict | None:
-        text = self.cache.get(f"result:{key}")
-        return json.loads(text) if text is not None else None
+        """The stored record, None when absent or when its value cannot be read or parsed (a corrupt
+        value file): then logged and kept in ``unreadable`` with the reason, so export names it."""
+        try:
+            return parse(key, read_text(self.cache, key))
+        except StoreError as err:
+            self.unreadable[key] = str(err)
+            logging.getLogger(__name__).warning("skipped %s", err)
+            return None
 
     def has(self, key: str) -> bool:
         return f"result:{key}" in self.cache
 
     def _keys(self, prefix: str) -> list[str]:
-        return sorted(k[len(prefix):] for k in self.cache.iterkeys() if isinstance(k, str) and k.startswith(prefix))
+        return stored_keys(self.cache, prefix, self.directory)
 
     def hashes(self) -> list[str]:
         return self._keys("result:")
@@ -111,6 +109,7 @@ class ResultStore:
         return pd.DataFrame(rows)
 
     def records(self, keys: Iterable[str] | None = None) -> Iterable[dict]:
+        """The stored records; one whose value cannot be read is skipped (see :meth:`get`)."""
         for key in keys if keys is not None else self.hashes():
             record = self.get(key)
             if record is not None:
@@ -120,6 +119,7 @@ class ResultStore:
         """Remove results and their rows in one transaction; each removal is kept as
         ``deleted:<hash>`` with its time. Returns the hashes that were stored."""
         removed = []
+        refuse_writes(self.cache, self.directory, self.read_only)
         with self.cache.transact():
             for key in dict.fromkeys(hashes):
                 had_result, had_row = self.cache.delete(f"result:{key}"), self.cache.delete(f"row:{key}")
@@ -136,8 +136,12 @@ class ResultStore:
 
     def problems(self) -> dict[str, str]:
         """hash -> what is wrong, for every stored result that the schema rejects today."""
-        found = {key: stored_problem(key, self.cache.get(f"result:{key}"), f"row:{key}" in self.cache)
-                 for key in sorted(set(self.hashes()) | set(self._keys("row:")))}
+        found = {}
+        for key in sorted(set(self.hashes()) | set(self._keys("row:"))):
+            try:
+                found[key] = stored_problem(key, read_text(self.cache, key), f"row:{key}" in self.cache)
+            except StoreError as err:  # a corrupt value file: named, and the check goes on
+                found[key] = str(err)
         return {key: problem for key, problem in found.items() if problem}
 
     def check(self) -> list[str]:
@@ -145,26 +149,12 @@ class ResultStore:
         return sorted(self.problems())
 
     # bundles -----------------------------------------------------------------------------
-    def export_bundle(self, path: str | os.PathLike, keys: Iterable[str] | None = None, note: str = "") -> Path:
-        """Zip: manifest.json, results/<hash>.json, prompts/<hash>.png (VP runs)."""
+    def export_bundle(self, path: str | os.PathLike, keys: Iterable[str] | None = None, note: str = "",
+                      drop_kshot_val: bool = False) -> Path:
+        """A format-2 bundle (:mod:`lthvp.results.bundle_format`); ``drop_kshot_val`` leaves out the
+        k-shot validation predictions (recomputable from prompt and mapping), said in the manifest."""
         keys = list(keys) if keys is not None else self.hashes()
-        return write_atomically(path, lambda f: self._write_zip(f, keys, note))
-
-    def _write_zip(self, f, keys: list[str], note: str) -> None:
-        entries = []
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for record in self.records(keys):
-                record = dict(record)
-                record.pop("cached", None)
-                png = record.pop("prompt_png", None)
-                if png:
-                    record["prompt"] = f"prompts/{record['hash']}.png"
-                    zf.writestr(record["prompt"], base64.b64decode(png))
-                zf.writestr(f"results/{record['hash']}.json", json.dumps(record, allow_nan=False, sort_keys=True))
-                entries.append(record["hash"])
-            manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "count": len(entries),
-                        "results": entries, "exported": now_iso(), "note": note, "provenance": provenance()}
-            zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+        return write_atomically(path, lambda f: bundle_format.export(self, f, keys, note, drop_kshot_val))
 
     def import_bundle(self, path: str | os.PathLike) -> int:
         """Validate the whole bundle, then add the results the store lacks; returns how many."""
@@ -264,9 +254,11 @@ def read_bundle(path: str | os.PathLike) -> list[RunRecord]:
         reader = _Reader(zf)
         manifest = reader.json(by_name["manifest.json"])
         if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT \
-                or manifest.get("version") != BUNDLE_VERSION:
-            raise BundleError(f"manifest.json: not an {BUNDLE_FORMAT} v{BUNDLE_VERSION} manifest (a JSON object "
+                or manifest.get("version") not in (1, 2) or isinstance(manifest.get("version"), bool):
+            raise BundleError(f"manifest.json: not an {BUNDLE_FORMAT} v1 or v2 manifest (a JSON object "
                               f"with format and version)")
+        if manifest["version"] == 2:
+            return _unique(bundle_format.read(zf, by_name, reader, manifest))
         records = []
         for info in infos:
             n = info.filename
@@ -284,6 +276,10 @@ def read_bundle(path: str | os.PathLike) -> list[RunRecord]:
                 records.append(RunRecord.from_json(record, n))
             except RecordError as err:
                 raise BundleError(str(err)) from None
+    return _unique(records)
+
+
+def _unique(records: list[RunRecord]) -> list[RunRecord]:
     hashes = [r.hash for r in records]
     if len(hashes) != len(set(hashes)):
         raise BundleError("bundle lists a result twice")
