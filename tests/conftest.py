@@ -100,3 +100,16 @@ def store(tmp_path):
     from lthvp.results.store import ResultStore
 
     return ResultStore(tmp_path / "store")
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's AppTest runs app.py as ``__main__`` and leaves it in ``sys.modules``; a later
+    test that spawns processes (Dask's nannies) would then re-run app.py in every child, where it
+    fails. Each test gets the interpreter's own ``__main__`` back."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main

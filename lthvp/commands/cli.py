@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from lthvp.commands.cli_common import every_store_arg, open_store, positive_int, progress_bar, store_path
@@ -102,18 +101,16 @@ def cmd_run(args) -> int:
 
 
 def shard(configs: list, k: int, n: int) -> list:
-    """The K-th of N shards, dealt round-robin within each (method, shots, arm) group so every shard
-    gets its share of the expensive cells (a plain configs[k::n] can line up with an axis: with
-    four shot counts and two shards, one shard got every full-data run)."""
-    groups: dict[tuple, list] = {}
-    for c in configs:
-        groups.setdefault((c.method, str(c.shots), c.arm), []).append(c)
-    return [c for group in groups.values() for c in group[k::n]]
+    """The K-th of N shards (:func:`lthvp.compute.sweep.shard`)."""
+    from lthvp.compute.sweep import shard as deal
+
+    return deal(configs, k, n)
 
 
 def cmd_sweep(args) -> int:
-    from lthvp.compute.runner import run_many
-    from lthvp.results.presets import resolve
+    """Submit and drain (lthvp.compute.sweep): unstored runs are queued, then run here or on Dask."""
+    from lthvp.compute.jobs import JobQueue
+    from lthvp.compute.sweep import drain_local, submit
 
     store = open_store(args)
     configs = _configs(args, many=True)
@@ -130,22 +127,30 @@ def cmd_sweep(args) -> int:
         return 1 if dask_sweep(configs, store, args.dask, gpu=args.gpu).failed else 0
     if args.gpu:
         raise ValueError("--gpu needs --dask (the sequential sweep uses $LTHVP_DEVICE or the first GPU)")
-    todo = [c for c in configs if not store.has(resolve(c).hash())]
-    print(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already stored, {len(todo)} to run",
+    queue = JobQueue.for_store(store.directory)
+    sub = submit(configs, store, queue)
+    print(f"sweep: {len(configs)} runs, {sub.skipped} already stored or repeated, {len(sub.ids)} to run "
+          f"(queued in {queue.directory})", file=sys.stderr)
+    bar = progress_bar(len(sub.ids), "sweep")
+
+    def finished(ran):  # one job, or the seeds of a cell trained together
+        cfg = sub.configs[ran[0][0]]
+        for jid, state, error in ran:
+            if error is not None:
+                bar.write(f"{state} {sub.configs[jid]}: {error}", file=sys.stderr)
+        bar.update(len(ran))
+        bar.set_postfix_str(f"{cfg.method} L{cfg.level} {cfg.shots}-shot x{len(ran)}")
+
+    try:
+        report = drain_local(sub, store, queue, finished)
+    except KeyboardInterrupt:
+        print("\nsweep stopped: running jobs re-queued, its unstarted jobs cancelled", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"sweep finished in {report.seconds:.0f} s ({report.done} stored, {len(report.failed)} failed)",
           file=sys.stderr)
-    bar = progress_bar(len(todo), "sweep")
-    t0 = time.time()
-
-    def done(batch, err):  # the seeds of a cell train together (runner.run_group)
-        if err is not None:
-            print(f"\nfailed {', '.join(str(c) for c in batch)}: {err}", file=sys.stderr)
-        bar.update(len(batch))
-        bar.set_postfix_str(f"{batch[0].method} L{batch[0].level} {batch[0].shots}-shot x{len(batch)}")
-
-    failed = run_many(todo, store, done)
-    bar.close()
-    print(f"sweep finished in {time.time() - t0:.0f} s ({len(todo) - failed} run, {failed} failed)", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if report.failed else 0
 
 
 def cmd_export(args) -> int:
@@ -156,16 +161,18 @@ def cmd_export(args) -> int:
 
         keys = selected_hashes(store.table(), args.preset, args.dataset, args.family)
     path = store.export_bundle(args.path, keys, note=args.note)
-    print(f"exported {len(keys) if keys is not None else len(store)} results to {path}")
+    print(f"exported {(len(keys) if keys is not None else len(store)) - len(store.unreadable)} results to {path}")
     return 0
 
 
 def cmd_import(args) -> int:
     from lthvp.results.safe_files import printable
     from lthvp.results.store import BundleError
+    from lthvp.results.studies import register_import
 
     try:
-        report = open_store(args).import_bundle_report(args.path)
+        report = (store := open_store(args)).import_bundle_report(args.path)
+        register_import(store, args.path, report, "cli")  # the bundle becomes a study (lthvp.results.studies)
     except BundleError as err:  # its message is already printable; the path may be a hostile file name
         print(f"rejected {printable(args.path)}: {err}", file=sys.stderr)
         return 2

@@ -24,33 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from lthvp.compute import job_log
+from lthvp.compute.job_states import (ACTIVE, CANCELLED, CRASHED, DONE, FAILED, FINISHED, JOB, QUEUED,  # noqa: F401
+                                      RUNNING, STATES, WORKER, JobCancelled, check_job)
 from lthvp.results.config import RunConfig
 from lthvp.results.disk_cache import open_cache
 from lthvp.results.presets import resolve
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED, CRASHED = "queued", "running", "done", "failed", "cancelled", "crashed"
-ACTIVE = (QUEUED, RUNNING)
-FINISHED = (DONE, FAILED, CANCELLED, CRASHED)
-STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, CRASHED)
 HEARTBEAT_S = 2.0  # how often a worker heartbeats
 STALE_S = 30.0  # a running job / worker without a heartbeat for this long is dead
 MAX_ATTEMPTS = 3  # a job whose worker dies this many times is failed, not requeued again
-JOB, WORKER = "job:", "worker:"  # key prefixes
 
 
 def jobs_dir(store_dir: str | os.PathLike) -> Path:
     """The queue lives in a ``jobs`` directory inside the results store's directory."""
     return Path(store_dir) / "jobs"
-
-
-def check_job(job: dict) -> tuple[RunConfig | None, str | None]:
-    """(config, None) for a runnable job, else (None, one-line reason): a hand-written job must not
-    reach the runner (a missing key there killed the worker) nor run a config other than its id."""
-    try:
-        cfg = resolve(RunConfig.from_dict(job["config"]))
-    except Exception as err:  # anything a bad config raises: missing keys, wrong types, unknown names
-        return None, " ".join(f"{type(err).__name__}: {err}".split())[:300]
-    return (cfg, None) if cfg.hash() == job["id"] else (None, f"its config hashes to {cfg.hash()}, not to its id")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -76,10 +64,6 @@ class Submission:
 
 class QueueError(ValueError):
     """A job queue that cannot be opened as it is (the message says how to recover)."""
-
-
-class JobCancelled(Exception):
-    """Raised inside a run's progress callback when its job was cancelled."""
 
 
 class JobQueue:
@@ -171,27 +155,11 @@ class JobQueue:
                 self._bump()
 
     def claim(self, worker_id: str, pid: int | None = None) -> dict | None:
-        """In one transaction (so one owner per job): put dead workers' jobs back in line, fail the
-        malformed queued jobs met on the way, and mark the oldest runnable one running for this worker."""
-        pid = pid or os.getpid()
-        with self.cache.transact():
-            now = time.time()
-            jobs = self.jobs()
-            self._sweep(jobs, now)
-            for job in jobs:
-                if job.get("state") != QUEUED:
-                    continue
-                cfg, why = check_job(job)
-                if cfg is None:
-                    job.update(state=FAILED, finished_at=now, worker=worker_id, error=f"malformed job: {why}")
-                else:
-                    job.update(config=cfg.to_dict(), state=RUNNING, worker=worker_id, pid=pid, host=self.host,
-                               started_at=now, heartbeat=now, attempts=job.get("attempts", 0) + 1, error=None)
-                self._set(JOB + job["id"], job)
-                self._bump()
-                if cfg is not None:
-                    return job
-        return None
+        """The oldest runnable job, marked running for this worker in one transaction (one owner per
+        job; dead workers' jobs back in line, malformed ones failed): :func:`lthvp.compute.claims.claim_group`."""
+        from lthvp.compute.claims import claim_group
+
+        return next(iter(claim_group(self, worker_id, pid)), None)
 
     def _update_own(self, job_id: str, worker_id: str, bump: bool = False, **fields) -> dict | None:
         """Update a job only while this worker still owns it (``bump``: a state change); returns the job."""
@@ -209,19 +177,27 @@ class JobQueue:
         return self._update_own(job_id, worker_id, heartbeat=time.time())
 
     def progress(self, job_id: str, worker_id: str, progress: dict) -> dict | None:
-        """Store per-epoch progress; returns the job so the caller can check ``cancel_requested``."""
-        return self._update_own(job_id, worker_id, progress=progress, heartbeat=time.time())
+        """Store per-epoch progress (and a line in the job's log); returns the job so the caller can
+        check ``cancel_requested``."""
+        job = self._update_own(job_id, worker_id, progress=progress, heartbeat=time.time())
+        if job is not None and job.get("worker") == worker_id and job["state"] == RUNNING:
+            job_log.record_progress(self, job_id, progress)
+        return job
 
     def requeue(self, job_id: str, worker_id: str, reason: str) -> dict | None:
         """Put this worker's running job back in line, its place (``seq``) kept: the worker was stopped."""
+        job_log.append(self, job_id, f"re-queued: {reason}")
         return self._update_own(job_id, worker_id, bump=True, state=QUEUED, previous_state=RUNNING, worker=None,
                                 pid=None, host=None, started_at=None, heartbeat=None, progress=None, requeued=reason)
 
     def finish(self, job_id: str, worker_id: str, state: str, error: str | None = None) -> dict | None:
         if state not in FINISHED:
             raise ValueError(f"not a final state: {state!r}")
-        return self._update_own(job_id, worker_id, bump=True, state=state, error=error, finished_at=time.time(),
-                                heartbeat=time.time())
+        job = self._update_own(job_id, worker_id, bump=True, state=state, error=error, finished_at=time.time(),
+                               heartbeat=time.time())
+        if job is not None and job.get("worker") == worker_id and job["state"] == state:
+            job_log.append(self, job_id, f"{state} (worker {worker_id})" + (f": {error}" if error else ""))
+        return job
 
     def is_dead(self, pid: int | None, host: str | None, heartbeat: float | None, now: float | None = None) -> bool:
         now = now or time.time()

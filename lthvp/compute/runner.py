@@ -20,6 +20,8 @@ from lthvp.adapt.outcome import AdaptOutcome
 from lthvp.adapt.probing import FeatureCache, LPSettings, extract_features, split_digest, train_linear_head
 from lthvp.adapt.prompting import PadPrompt, VPSettings
 from lthvp.adapt.vp_training import PromptJob, train_vp_group
+from lthvp.compute.executor import MAX_GROUP, Progress, cell_key, pending, put_once, resolve_all
+from lthvp.compute.executor import batches as executor_batches
 from lthvp.data.datasets import Split, TargetData, load_dataset, resize, sample_fewshot_val, sample_shots
 from lthvp.paths import feature_dir
 from lthvp.results.calibration import temperature_scaled_metrics
@@ -33,7 +35,6 @@ from lthvp.tickets.families import TicketFamily, family_dir
 from lthvp.tickets.models import freeze, model_spec, to_device
 from lthvp.tickets.sparsity import assert_masked, remaining_fraction, sparsity_report
 
-Progress = Callable[[dict], None]
 
 
 @dataclass
@@ -211,25 +212,26 @@ def run(config: RunConfig, store=None, progress: Progress | None = None, force: 
 
 
 def group_key(cfg: RunConfig) -> str | None:
-    """Runs that can train together: VP or mapping-only configs equal but for their seed (the
-    seeds of one cell share the frozen model and the step plan). None: runs alone."""
-    cfg = resolve(cfg)
-    return cfg.replace(seed=0).hash() if cfg.method in ("vp", "map") and cfg.shots != "full" else None
+    """Runs that can train together (:func:`lthvp.compute.executor.cell_key` of the resolved config)."""
+    return cell_key(resolve(cfg))
 
 
-def run_group(configs: list[RunConfig], store=None, device: str | torch.device | None = None) -> list[RunResult]:
+def run_group(configs: list[RunConfig], store=None, device: str | torch.device | None = None,
+              progress: list[Progress | None] | None = None) -> list[RunResult]:
     """Run the configs of one group (equal :func:`group_key`) as one batched prompt training on
     one loaded model; each record is the one :func:`run` would store (to float rounding; see
-    :func:`lthvp.adapt.vp_training.train_vp_group`) and says how many runs shared its training."""
+    :func:`lthvp.adapt.vp_training.train_vp_group`) and says how many runs shared its training.
+    ``progress``: one callback (or None) per config."""
     cfgs = [resolve(c) for c in configs]
-    keys = {group_key(c) for c in cfgs}
+    keys = {cell_key(c) for c in cfgs}
     if len(keys) != 1 or None in keys or len({c.hash() for c in cfgs}) < len(cfgs):
         raise ValueError("run_group needs distinct VP/mapping-only configs that differ only in their seed")
+    progress = progress or [None] * len(cfgs)
     t0 = time.time()
     preset, data = get_preset(cfgs[0].preset), load_dataset(cfgs[0].dataset)
     model, masks, ticket_id, device = source_on_device(preset, cfgs[0], device)
     inputs = [_inputs(c, data) for c in cfgs]
-    jobs = [_vp_job(c, preset, data, idx, val, None, device) for c, (idx, val, _) in zip(cfgs, inputs)]
+    jobs = [_vp_job(c, preset, data, idx, val, p, device) for c, (idx, val, _), p in zip(cfgs, inputs, progress)]
     outs = train_vp_group(model, jobs, data.num_classes)
     seconds = (time.time() - t0) / len(cfgs)  # each run's share of the group's time
     results = []
@@ -242,32 +244,34 @@ def run_group(configs: list[RunConfig], store=None, device: str | torch.device |
     return results
 
 
-def batches(configs: list[RunConfig], max_group: int = 8) -> list[list[RunConfig]]:
-    """The configs in request order, those that can train together (equal :func:`group_key`)
-    gathered into batches of at most ``max_group``; every other config is a batch of one."""
-    out, open_batch = [], {}
-    for cfg in configs:
-        key = group_key(cfg)
-        if key is None:
-            out.append([cfg])
-            continue
-        if key not in open_batch or len(open_batch[key]) >= max_group:
-            open_batch[key] = []
-            out.append(open_batch[key])
-        open_batch[key].append(cfg)
-    return out
+def run_batch(configs: list[RunConfig], progress: list[Progress | None] | None = None, device=None) -> list[dict]:
+    """Run one batch of :func:`lthvp.compute.executor.batches` with no store (the executor puts each
+    record with ``put_once``): a batch of one with :func:`run`, a group with :func:`run_group`."""
+    progress = progress or [None] * len(configs)
+    if len(configs) == 1:
+        return [run(configs[0], None, progress=progress[0], device=device).record]
+    return [r.record for r in run_group(configs, None, device=device, progress=progress)]
+
+
+def batches(configs: list[RunConfig], max_group: int = MAX_GROUP) -> list[list[RunConfig]]:
+    """:func:`lthvp.compute.executor.batches` by :func:`group_key` (configs as given, resolved or not)."""
+    return executor_batches(configs, max_group, key=group_key)
 
 
 def run_many(configs: list[RunConfig], store, on_batch: Callable[[list[RunConfig], Exception | None], None]
-             | None = None, max_group: int = 8) -> int:
-    """Run configs (the sweep's path): each batch of :func:`batches` as one :func:`run_group`
-    (a batch of one as :func:`run`); a batch that fails is reported and the rest go on.
-    Returns the number of configs that failed."""
+             | None = None, max_group: int = MAX_GROUP) -> int:
+    """Run configs in this process without a job queue (benchmarks; the sweep goes through the
+    queue, :mod:`lthvp.compute.sweep`): resolve and skip stored once, each batch run by
+    :func:`run_batch` and stored by ``put_once``; a batch that fails is
+    reported and the rest go on. Returns the number of configs that failed."""
     failed = 0
-    for batch in batches(configs, max_group):
+    for batch in executor_batches(list(pending(resolve_all(configs), store).values()), max_group):
         err = None
         try:
-            run(batch[0], store) if len(batch) == 1 else run_group(batch, store)
+            for cfg, record in zip(batch, run_batch(batch)):
+                status, why = put_once(store, cfg.hash(), record)
+                if why:
+                    raise ValueError(why)
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             err, failed = exc, failed + len(batch)
         if on_batch:
