@@ -24,7 +24,7 @@ H1 = {"overview": "Lottery tickets", "sparsity": "Sparsity curves", "calibration
       "bundles": "Result bundles"}
 PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/prompts.py",
          "pages/subpopulations.py", "pages/run.py", "pages/bundles.py"]
-SERVER_ONLY = ["pages/effects.py", "pages/run_detail.py"]  # timed server-side (run_detail opens one run by hash)
+SERVER_ONLY = ["pages/effects.py", "pages/run-detail.py"]  # timed server-side (run_detail opens one run by hash)
 
 
 def synthetic_store(directory: Path, template_bundle: Path, n: int) -> None:
@@ -70,7 +70,7 @@ def time_pages(directory: Path, repeats: int = 1) -> dict:
         st.cache_resource.clear()
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
         at.switch_page(page)
-        if page.endswith("run_detail.py"):
+        if page.endswith("run-detail.py"):
             at.query_params["hash"] = some_hash
         t0 = time.perf_counter()
         at.run()

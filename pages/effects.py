@@ -11,6 +11,7 @@ from lthvp.ui import app_frame, arm_views
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
 from lthvp.ui.effect_plots import forest_figure, verdict_lines
+from lthvp.ui.units import difference_unit, effects_in_units
 
 app_frame.ensure_frame()
 
@@ -68,14 +69,14 @@ if not vp_map.empty:
 def slopes_with_levels(rows: pd.DataFrame) -> pd.DataFrame:
     """Each slope beside the per-level estimates it summarises (points for percentages), its MDE
     and the shape check: a slope carried by the dense level alone is flagged."""
-    k = E.points_scale(metric)
+    k, u = E.points_scale(metric), difference_unit(metric)
     out = []
     for _, r in rows.iterrows():
         line = {"question": {"vp-lp": "VP - LP"}.get(r["method"], r["method"].upper()), "shots": shots_label(r["shots"]),
-                "slope": k * r["estimate"], "95% CI": f"[{k * r['ci_low']:+.2f}, {k * r['ci_high']:+.2f}]",
-                "corrected p": r["p_adj"], "MDE": k * r["mde"]}
-        line.update({f"L{lv} - L0": k * est for lv, est in E.per_level_estimates(table, r["method"], r["shots"])})
-        line.update({"slope without L0": k * r["slope_wo_L0"], "L0 step p": r["shape_p"],
+                f"slope ({u})": k * r["estimate"], f"95% CI ({u})": f"[{k * r['ci_low']:+.2f}, {k * r['ci_high']:+.2f}]",
+                "corrected p": r["p_adj"], f"MDE ({u})": k * r["mde"]}
+        line.update({f"L{lv} - L0 ({u})": k * est for lv, est in E.per_level_estimates(table, r["method"], r["shots"])})
+        line.update({f"slope without L0 ({u})": k * r["slope_wo_L0"], "L0 step p": r["shape_p"],
                      "carried by L0": bool(r["driven_by_L0"])})
         out.append(line)
     return pd.DataFrame(out)
@@ -88,8 +89,8 @@ if not slope_rows.empty:
     slope_rows = slope_rows.assign(_o=slope_rows["shots"].map(order)).sort_values(["method", "_o"])
     shown = slopes_with_levels(slope_rows)
     st.dataframe(shown, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.3g" if c.endswith(" p") else "%+.2f" if c != "MDE" else "%.2f")
-        for c in shown.columns if c not in ("question", "shots", "95% CI", "carried by L0")})
+        c: st.column_config.NumberColumn(format="%.3g" if c.endswith(" p") else "%.2f" if c.startswith("MDE") else "%+.2f")
+        for c in shown.columns if c not in ("question", "shots", "carried by L0") and not c.startswith("95% CI")})
     st.caption("Per level: L{k} - L0 from the same paired runs. L0 step p tests whether the dense level departs "
                "from the line through the sparse levels; 'carried by L0' marks a detected slope with such a step "
                "and no slope over the sparse levels alone. MDE: the smallest effect detected with 80% power at "
@@ -160,10 +161,13 @@ if metric in ("ece", "nll", "brier", "mce"):
                                   f"temperature-scaled {metric}: L{level} - L0", f"ts_{metric}"), "ts_cal", where=b)
 
 st.subheader("All contrasts")
-st.dataframe(table, hide_index=True)
-st.download_button("Download CSV", table.to_csv(index=False), file_name=f"effects_{ds}_{metric}.csv")
+readable = effects_in_units(table, metric)  # the same numbers as the text and plots: points for % metrics
+st.dataframe(readable, hide_index=True)
+st.download_button("Download CSV", readable.to_csv(index=False), file_name=f"effects_{ds}_{metric}.csv")
 st.caption("Filled markers: detected at 5% after Bonferroni's correction across the shot counts of one question "
            "(p_adj); open markers: not detected. Dark bars: each contrast's own 95% interval; light bars: the "
            "simultaneous interval over the question's shot counts, which misses zero exactly when the marker is "
            "filled. Hover for p, the corrected p, the MDE and the family-mean check. Table columns: *_adj = "
-           "simultaneous, *_fm = family-mean t-test, mde = minimum detectable effect (80% power, corrected level).")
+           "simultaneous, *_fm = family-mean t-test, mde = minimum detectable effect (80% power, corrected level). "
+           f"Differences in {difference_unit(metric)}" + (" (percentage points)" if difference_unit(metric) == "pts" else "")
+           + "; p values, df and counts as they are.")

@@ -6,7 +6,7 @@ from lthvp.analysis import verdicts
 from lthvp.ui import app_frame
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
-from lthvp.ui import plots
+from lthvp.ui import plots, study_views
 
 app_frame.ensure_frame()
 
@@ -45,6 +45,7 @@ st.caption(f"{plots.AGGREGATE_NOTE}. Dashed: random pruning at the same sparsity
 
 st.subheader("What the store holds")
 st.dataframe(plots.summary(df), hide_index=True, width="stretch")
+study_views.study_panel(df)  # the shipped (or picked) study: design and the code versions behind it
 
 st.subheader("Where to go next")
 n1, n2, n3 = st.columns(3)

@@ -12,14 +12,15 @@ from lthvp.compute import run_plan
 from lthvp.data.catalog import TARGETS
 from lthvp.results.config import ARMS
 from lthvp.results.presets import PRESETS
-from lthvp.ui import app_frame, arm_views
+from lthvp.ui import access, app_frame, arm_views
 from lthvp.ui import dashboard as db
-from lthvp.ui import plots, queue_panel
+from lthvp.ui import plots, queue_panel, run_budget
 from lthvp.ui.text import plain
 
 app_frame.ensure_frame()
 
 st.title("Run experiments")
+operator = access.gate()  # viewers see everything, submit nothing
 try:
     queue = db.queue()
 except ValueError as err:  # a damaged job queue: say how to recover instead of a traceback
@@ -57,27 +58,29 @@ methods = c4.multiselect("Methods", db.METHODS, default=["lp"], key="r_methods",
 shots = c5.multiselect("Shots per class", db.SHOTS, default=["1"], key="r_shots", bind="query-params",
                        format_func=plots.shots_label)
 seeds = c6.multiselect("Seeds", list(range(10)), default=[0], key="r_seeds", bind="query-params")
-epochs = c7.number_input("Epochs (0 = preset)", min_value=0, max_value=500, value=0, step=1, key="r_epochs",
-                         bind="query-params")
+budget = run_budget.budget_controls(c7, PRESETS[preset], family_id, methods)
 user = st.text_input("Your name (shown in the queue)", value=getpass.getuser(), key="user", bind="query-params",
                      max_chars=64)
 
-configs, errors = run_plan.grid(levels, methods, shots, seeds, preset=preset, family=family_id, dataset=ds, arm=arm,
-                                epochs=int(epochs) or None)
+configs, errors = run_budget.grid(levels, methods, shots, seeds, budget, preset=preset, family=family_id, dataset=ds,
+                                  arm=arm)
+notes = st.container()  # one slot whatever it holds, so the queue below never shifts (no doubled rows)
 for e in errors:
-    st.warning(e)
+    notes.warning(e)
 plan = run_plan.plan(configs, store, queue, errors)
 todo = plan.todo
 st.markdown(f"**{len(plan.configs)} runs selected**: {len(plan.cached)} already in the store, {len(plan.pending)} "
             f"queued or running (shared with whoever asked first), **{len(todo)} to train**.")
+nothing = st.container()
 if not plan.configs:
     missing = [name for name, chosen in (("a level", levels), ("a method", methods), ("a shot count", shots),
                                          ("a seed", seeds)) if not chosen]
-    st.caption("Nothing to run: " + (f"choose {', '.join(missing)}." if missing else
+    nothing.caption("Nothing to run: " + (f"choose {', '.join(missing)}." if missing else
                                      f"no {arm} level is built for this family."))
 
-if st.button(f"Submit {len(todo)} run{'s' if len(todo) != 1 else ''}", type="primary", disabled=not todo,
-             key="submit"):
+if st.button(f"Submit {len(todo)} run{'s' if len(todo) != 1 else ''}", type="primary",
+             disabled=not todo or operator is None, key="submit") \
+        and access.record(operator, "queue", f"{len(todo)} run(s): {' '.join(todo)}", name=user):
     subs = queue.submit_many(plan.to_submit(), user=user or getpass.getuser(), store=store)
     new = sum(s.status in ("queued", "requeued") for s in subs)
     shared = sum(s.status == "existing" for s in subs)
@@ -85,12 +88,13 @@ if st.button(f"Submit {len(todo)} run{'s' if len(todo) != 1 else ''}", type="pri
                                       + (f"; {shared} were already queued by someone else and are shared." if shared else "."))
     st.session_state["worker_note"] = db.ensure_worker(queue, db.store_dir())
     st.rerun()
+messages = st.container()  # always drawn (possibly empty): the queue's place on the page stays fixed
 if "submit_msg" in st.session_state:
-    st.success(st.session_state.pop("submit_msg"), icon=":material/schedule:")
+    messages.success(st.session_state.pop("submit_msg"), icon=":material/schedule:")
 
 note = st.session_state.pop("worker_note", None) or db.ensure_worker(queue, db.store_dir())
 if note:
-    st.info(note, icon=":material/memory:")
+    messages.info(note, icon=":material/memory:")
 
 
 queue_panel.show(queue, user)

@@ -2,16 +2,18 @@
 
 import streamlit as st
 
-from lthvp.analysis import report
+from lthvp.analysis import replicates, report
 from lthvp.ui import app_frame, arm_views
 from lthvp.ui import charts
+from lthvp.ui import compare_picker
 from lthvp.ui import dashboard as db
-from lthvp.ui import plots
+from lthvp.ui import plots, study_views
 
 app_frame.ensure_frame()
 
 st.title("Sparsity curves")
 df = db.results_or_stop()
+df, study = study_views.study_scope(df)  # the study's planned runs unless the sidebar says all runs
 
 c1, c2, c3 = st.columns([1, 1, 2])
 ds = db.dataset_select(df, c1)
@@ -63,24 +65,29 @@ if view != "absolute":
         st.caption(f"{dropped} run(s) without a partner are left out.")
 title = f"{ds}: {label} vs remaining weights" if view == "absolute" else f"{ds}: {report.VIEWS[view]}"
 fig = plots.sparsity_figure(sel, metric, by=by, title=title, value=value, runs=runs)
-event = charts.show(fig, "curves", on_select="rerun", selection_mode="points")
+event = charts.show(fig, "curves", on_select="rerun",
+                    selection_mode=("points", "box", "lasso") if runs else "points")  # box/lasso: compare runs
 clicked = [p["customdata"][0] for p in (event.selection.points if event else [])
            if isinstance(p.get("customdata"), list) and db.is_hash(p["customdata"][0])]
-if clicked:
-    st.switch_page("pages/run_detail.py", query_params={"hash": clicked[0]})
-st.caption(f"{len(sel)} runs. {plots.AGGREGATE_NOTE}; hover for exact numbers and run counts. x: remaining "
+if len(clicked) == 1:
+    st.switch_page("pages/run-detail.py", query_params={"hash": clicked[0]})
+compare_picker.link_to_compare(compare_picker.selected_from_chart(event))  # several runs boxed or lassoed
+agg = replicates.with_replication(report.aggregate(sel, value or metric), sel, value or metric)
+study_views.unequal_warning(agg)
+st.caption(f"{len(sel)} runs. {plots.AGGREGATE_NOTE}; hover for exact numbers and replicates (families x seeds). "
+           "x: remaining "
            "prunable weights (all conv + linear), log scale, denser on the left."
-           + (" Turn on *Every run* and click a point to open that run." if not runs else " Click a point to open its run.")
+           + (" Click a point to open its run; box- or lasso-select 2-6 runs to compare them." if runs
+              else " Turn on *Every run* and click a point to open that run.")
            + (" Quantized arms: markers at the IMP level whose mask they keep (bars: 95% interval), bits per weight "
               "in the hover." if set(arms) & set(arm_views.QUANT_BITS) else ""))
 
-agg = report.aggregate(sel, value or metric)
-unit = " %" if plots.METRICS[metric][1] else ""  # the table and its CSV in the chart's units
+unit = plots.unit(metric, bool(value)).replace("%", " %")  # the table and its CSV in the chart's units (pts: differences)
 scale = 100 if unit else 1
 agg = agg.assign(remaining=(100 * agg["remaining"]).round(2), **{c: scale * agg[c] for c in ("mean", "std", "lo", "hi")})
-agg = agg.sort_values(["method", "arm", "shots", "level"]).rename(
+agg = agg.drop(columns=["n"]).sort_values(["method", "arm", "shots", "level"]).rename(
     columns={"remaining": "remaining %", **{c: c + unit for c in ("mean", "std", "lo", "hi")}})
-with st.expander(f"Numbers ({'change in ' if value else ''}{label}: mean, 95% CI, runs)", expanded=False):
+with st.expander(f"Numbers ({'change in ' if value else ''}{label}: mean, 95% CI, replicates)", expanded=False):
     st.dataframe(agg, hide_index=True, width="stretch")
     st.download_button("Download CSV", agg.to_csv(index=False), file_name=f"lthvp_{ds}_{metric}.csv",
                        mime="text/csv", on_click="ignore")
@@ -94,3 +101,5 @@ if src is not None and not src.empty:
         st.dataframe(wide, hide_index=True, width="stretch")
         st.download_button("Download CSV", wide.to_csv(index=False), file_name=f"lthvp_{presets[0]}_source_accuracy.csv",
                            mime="text/csv", on_click="ignore", key="src_csv")
+
+study_views.study_panel(df, study)  # its design and the code versions behind it

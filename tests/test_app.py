@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO, page_bundle
 
 PAGES = ["pages/overview.py", "pages/sparsity.py", "pages/calibration.py", "pages/effects.py",
-         "pages/run_detail.py", "pages/prompts.py", "pages/run.py", "pages/subpopulations.py",
+         "pages/run-detail.py", "pages/prompts.py", "pages/run.py", "pages/subpopulations.py",
          "pages/bundles.py"]
 
 
@@ -112,7 +112,8 @@ def test_sparsity_query_params_round_trip(app_store):
 def test_sparsity_hover_has_run_counts(app_store):
     fig = figures(ok(app("pages/sparsity.py")))[0]
     lines = [t for t in fig["data"] if t.get("mode") == "lines+markers"]
-    assert lines and all("runs (seeds)" in t["hovertemplate"] for t in lines)
+    assert lines and all("replicates: %{customdata[4]}" in t["hovertemplate"] for t in lines)
+    assert all(" x " in row[4] and " runs" in row[4] for t in lines for row in t["customdata"])  # families x seeds
     # each point's run count is at least 1 and at most the number of stored runs at its level
     df = app_store.table()
     df = df[df["dataset"] == df["dataset"].value_counts().idxmax()]
@@ -181,7 +182,7 @@ def test_run_page_submit_queue_worker_result(app_store):
     assert "1 already in the store" in at.markdown[0].value
     assert any("green-badge[done]" in m.value for m in at.markdown)
     assert any("accuracy" in m.value and "ECE" in m.value for m in at.markdown)
-    links = [el for el in at.get("page_link") if "run_detail" in el.proto.page]
+    links = [el for el in at.get("page_link") if "run-detail" in el.proto.page]
     assert links and f"hash={job['id']}" in links[0].proto.query_string  # the finished job opens its run page
 
 
@@ -232,13 +233,13 @@ def test_run_detail_page_opens_a_run_and_its_dense_cell(app_store):
     same cell at level 0; an unknown hash is named, not crashed on."""
     vp4 = next(h for h in app_store.hashes() if (r := app_store.get(h))["config"]["method"] == "vp"
                and r["config"]["level"] == 4)
-    at = ok(app("pages/run_detail.py", {"hash": vp4}))
+    at = ok(app("pages/run-detail.py", {"hash": vp4}))
     rec = app_store.get(vp4)
     assert [m.label for m in at.metric][:2] == ["accuracy", "ECE"]
     assert at.metric[0].value == f"{100 * rec['metrics']['accuracy']:.2f}%"
     assert len(figures(at)) >= 3  # curves, reliability, prompt views
     assert any("dense level 0" in m.value and "?hash=" in m.value for m in at.markdown)
-    bad = ok(app("pages/run_detail.py", {"hash": "not-a-hash"}))
+    bad = ok(app("pages/run-detail.py", {"hash": "not-a-hash"}))
     assert bad.error and bad.code[0].value == "not-a-hash"
 
 

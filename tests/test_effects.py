@@ -501,14 +501,15 @@ def test_effects_page_shows_mde_and_per_level_estimates_beside_slopes(tmp_path, 
         said = "\n".join(t.value for t in at.text)
         assert "could have detected >= " in said and "(80% power)" in said
         assert any("crossed random factors" in c.value for c in at.caption)
-        slopes = next(d.value for d in at.dataframe if "L8 - L0" in d.value.columns)
-        assert {"slope", "95% CI", "corrected p", "MDE", "L2 - L0", "L0 step p", "carried by L0"} <= set(slopes.columns)
+        slopes = next(d.value for d in at.dataframe if "L8 - L0 (pts)" in d.value.columns)
+        assert {"slope (pts)", "95% CI (pts)", "corrected p", "MDE (pts)", "L2 - L0 (pts)", "L0 step p",
+                "carried by L0"} <= set(slopes.columns)  # differences in points, named with their unit
         want = effects(store.table(), "accuracy", "digits")
         row = one(want, method="vp-lp", shots="1", contrast="vp-lp_slope")
         shown = slopes[(slopes["question"] == "VP - LP") & (slopes["shots"] == "1-shot")].iloc[0]
-        assert shown["MDE"] == pytest.approx(100 * row.mde) and shown["slope"] == pytest.approx(100 * row.estimate)
+        assert shown["MDE (pts)"] == pytest.approx(100 * row.mde) and shown["slope (pts)"] == pytest.approx(100 * row.estimate)
         l8 = one(want, method="vp-lp", arm="ticket", shots="1", contrast="L8-L0").estimate
-        assert shown["L8 - L0"] == pytest.approx(100 * l8)
+        assert shown["L8 - L0 (pts)"] == pytest.approx(100 * l8)
     finally:
         cache_data.clear()
         cache_resource.clear()

@@ -53,7 +53,8 @@ def test_sparsity_figure_axes_bands_and_dashed_baseline(by):
     dashed = [t for t in lines if t.line.dash == "dash"]
     assert len(dashed) == 1 and "random" in dashed[0].name
     assert all(t.line.dash == "solid" for t in lines if t not in dashed)
-    assert "runs (seeds)" in lines[0].hovertemplate
+    assert "replicates: %{customdata[4]}" in lines[0].hovertemplate  # the true replication, e.g. '3 seeds = 3 runs'
+    assert lines[0].customdata[0][4] == "3 seeds = 3 runs" and "%{y:.2f}%" in lines[0].hovertemplate
     # ECE plotted in percent
     y = max(max(t.y) for t in lines)
     assert 1 < y <= 10
@@ -94,7 +95,7 @@ def test_reliability_panel_ece_equals_stored():
         assert ece == pytest.approx(r["metrics"]["ece"], abs=1e-12)
         assert f"ECE {100 * r['metrics']['ece']:.2f}%" in note.text
     bars = [t for t in fig.data if t.type == "bar" and t.name == "accuracy"]
-    assert len(bars) == 2 and all(0 <= v <= 1 for v in bars[0].y)
+    assert len(bars) == 2 and all(0 <= v <= 100 for v in bars[0].y) and max(bars[0].y) > 1  # in %
     assert fig.layout.barmode == "overlay"
 
 

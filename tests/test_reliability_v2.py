@@ -193,7 +193,7 @@ def _render(page, query=None):
 
 
 def test_run_details_and_prompts_skip_a_record_they_cannot_draw(page_store):
-    warnings = _render("pages/run_detail.py", {"hash": page_store})
+    warnings = _render("pages/run-detail.py", {"hash": page_store})
     for part in ("training curves", "label mapping", "per-class accuracy"):
         assert any(part in w and "skipped" in w for w in warnings), warnings
     warnings = _render("pages/prompts.py")

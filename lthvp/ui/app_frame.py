@@ -1,4 +1,5 @@
-"""The app's frame: its pages, the guard that keeps deep links framed, and the tab icon.
+"""The app's frame: its pages, the guard that keeps deep links framed, the tab icon, and the notice
+for a path that is no page.
 
 Separate from :mod:`lthvp.ui.dashboard` (data helpers for pages) because app.py and every page
 import it before anything else runs.
@@ -29,7 +30,10 @@ FRAME_KEY = "lthvp_frame_ran"  # set by app.py in every run it frames
 
 
 def app_pages() -> list:
-    """The dashboard's pages (app.py's navigation), in sidebar order."""
+    """The dashboard's pages (app.py's navigation), in sidebar order. Each file is named as its URL
+    path (``pages/run-detail.py`` for ``/run-detail``): the first deep link on a fresh server is
+    routed by Streamlit's file-name rule before :func:`ensure_frame` runs, and a mismatch showed a
+    "Page not found" dialog over the right page."""
     import streamlit as st
 
     return [st.Page(f"pages/{name}.py", title=title, icon=icon, url_path=url, default=url == "overview")
@@ -39,7 +43,8 @@ def app_pages() -> list:
                 ("calibration", "Calibration", ":material/balance:", "calibration"),
                 ("effects", "Effects", ":material/functions:", "effects"),
                 ("subpopulations", "Subpopulations", ":material/groups:", "subpopulations"),
-                ("run_detail", "Run details", ":material/search:", "run-detail"),
+                ("run-detail", "Run details", ":material/search:", "run-detail"),
+                ("compare", "Compare runs", ":material/compare_arrows:", "compare"),
                 ("prompts", "Prompts", ":material/image:", "prompts"),
                 ("run", "Run", ":material/play_arrow:", "run"),
                 ("bundles", "Bundles", ":material/inventory_2:", "bundles"))]
@@ -60,5 +65,24 @@ def ensure_frame() -> None:
 
     if st.session_state.pop(FRAME_KEY, False) or config.get_option("global.appTest"):
         return
+    st.set_page_config(page_icon=favicon())  # first, or the page's :material: icon is fetched from a font host
     st.navigation(app_pages(), position="hidden")
     st.rerun()
+
+
+def unknown_path_notice(pages: list) -> None:
+    """Say on the page when the browser asked for a path that is no page (Streamlit then runs the
+    main page and only logs it), with a link to the main page."""
+    import streamlit as st
+
+    from lthvp.ui.text import plain
+    from lthvp.ui.url_notice import unknown_path
+
+    path = unknown_path(getattr(st.context, "url", None), [p.url_path for p in pages],
+                        st.get_option("server.baseUrlPath") or "")
+    if path is None:
+        return
+    main = next((p for p in pages if not p.url_path), pages[0])  # the default page lives at the root
+    st.warning(f"There is no page /{plain(path)} in this app: this is the main page ({plain(main.title)}).",
+               icon=":material/travel_explore:")
+    st.page_link(main, label=f"Main page: {main.title}", icon=":material/home:")

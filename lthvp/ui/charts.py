@@ -1,14 +1,21 @@
-"""One way to put a figure on a page: the plotly chart (its colours following the viewer's browser
+"""One way to put a figure on a page: the plotly chart (its colours following the app's light or dark
 theme, a camera button that saves an SVG) plus a PNG download rendered only when clicked, so a
-page never waits for the headless browser that draws the PNG (kaleido + the system Chromium)."""
+page never waits for the headless browser that draws the PNG (kaleido + the system Chromium).
+Every figure passes :func:`lthvp.ui.chart_layout.tidy` on its way; one with several panels per row
+is also drawn one panel per chart, and CSS shows that version instead below 700 px (a phone)."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
 
+from lthvp.ui import chart_layout
+
 PNG_WIDTH = 1200  # px before scale: a readable figure on a slide or in a paper draft
 PNG_SCALE = 2
+NARROW_PX = 700  # below this viewport width a figure's panels are drawn one per row
+STACK_CSS = (f"<style>@media (max-width: {NARROW_PX}px) {{ [class*='st-key-lthvp_wide_'] {{ display: none; }} }}"
+             f"@media (min-width: {NARROW_PX + 1}px) {{ [class*='st-key-lthvp_narrow_'] {{ display: none; }} }}</style>")
 
 
 def _st():
@@ -18,8 +25,9 @@ def _st():
 
 
 def chart_theme() -> str | None:
-    """Charts keep their own light styling (theme=None) unless the viewer's browser is dark; then
-    Streamlit's theme-aware template redraws their background and text (explicit colours stay)."""
+    """Charts keep their own light styling (theme=None) unless the app is dark (the browser's
+    preference or the sidebar's switch); then Streamlit's theme-aware template redraws their
+    background and text (explicit colours stay)."""
     theme = getattr(_st().context, "theme", None)
     return "streamlit" if getattr(theme, "type", None) == "dark" else None
 
@@ -50,11 +58,39 @@ def png_bytes(fig, width: int | None = PNG_WIDTH, scale: float = PNG_SCALE) -> b
     return copy.to_image(format="png", scale=scale)
 
 
+def _app_test() -> bool:
+    """Under AppTest (no screen, so no narrow one) a page draws each figure once, in page order."""
+    from streamlit import config
+
+    return bool(config.get_option("global.appTest"))
+
+
+def _has_points(event) -> bool:
+    try:
+        return bool(event and event.selection and event.selection.points)
+    except (AttributeError, KeyError, TypeError):
+        return False
+
+
 def show(fig, key: str, where=None, png_width: int | None = PNG_WIDTH, **chart_args):
     """Draw ``fig`` in ``where`` (a container; the page by default) with a "PNG" download under it.
     Returns what ``st.plotly_chart`` returns (the selection event when ``on_select`` is given)."""
     where = where or _st()
-    event = where.plotly_chart(fig, key=key, theme=chart_theme(), config=plot_config(key), **chart_args)
+    theme = chart_theme()
+    shown = chart_layout.tidy(fig, dark=theme is not None)
+    panels = [shown] if _app_test() else chart_layout.split_panels(shown)
+    if len(panels) > 1:  # the whole figure on wide screens, one panel per row on narrow ones
+        where.html(STACK_CSS)
+        wide, narrow = where.container(key=f"lthvp_wide_{key}"), where.container(key=f"lthvp_narrow_{key}")
+    else:
+        wide = narrow = where
+    event = wide.plotly_chart(shown, key=key, theme=theme, config=plot_config(key), **chart_args)
+    if len(panels) > 1:
+        for i, part in enumerate(panels):
+            picked = narrow.plotly_chart(chart_layout.readable_text(part, theme is not None), key=f"{key}__panel{i}",
+                                         theme=theme, config=plot_config(key), **chart_args)
+            if _has_points(picked) and not _has_points(event):
+                event = picked  # a point clicked on a stacked panel counts as on the figure
     reason = png_missing()
     if reason is None:
         where.download_button("PNG", data=lambda: png_bytes(fig, png_width), file_name=f"lthvp_{key}.png",

@@ -18,6 +18,7 @@ from lthvp.paths import REPO_ROOT, default_store_dir, shipped_bundle_dir  # noqa
 from lthvp.results.presets import get_preset
 from lthvp.results.seeding import open_seeded_store
 from lthvp.results.store import ResultStore
+from lthvp.ui.seed_progress import banner_messages, seed_with_progress
 from lthvp.ui.family_select import family_filter, several_families, single_family  # noqa: F401  (pages use them)
 from lthvp.ui.linked_widgets import linked  # noqa: F401  (pages call db.linked)
 
@@ -109,27 +110,21 @@ def ensure_worker(queue: JobQueue, directory: Path) -> str | None:
 
 
 def describe_progress(job: dict) -> str:
-    """One line for the queue table: 'epoch 3/20 · val acc 81.2% · loss 0.412'."""
-    p = job.get("progress") or {}
+    """One line for the queue: 'step 160/800 (round 8/50) · val acc 81.2% · loss 0.412' for a step
+    budget, 'epoch 3/20 · ...' for an epoch budget."""
+    from lthvp.compute.job_log import progress_text
+
     if job["state"] == J.QUEUED:
         return "waiting for a worker"
-    if not p:
+    if not job.get("progress"):
         return "starting" if job["state"] == J.RUNNING else ""
-    parts = [f"epoch {p.get('epoch')}/{p.get('epochs')}"]
-    if p.get("val_acc") is not None:
-        parts.append(f"val acc {100 * p['val_acc']:.1f}%")
-    if p.get("train_loss") is not None:
-        parts.append(f"loss {p['train_loss']:.3f}")
-    return " · ".join(parts)
+    return progress_text(job["progress"])
 
 
 def fraction_done(job: dict) -> float:
-    if job["state"] == J.DONE:
-        return 1.0
-    p = job.get("progress") or {}
-    if not p.get("epochs"):
-        return 0.0
-    return max(0.0, min(1.0, float(p.get("epoch", 0)) / float(p["epochs"])))
+    from lthvp.compute.job_log import progress_fraction
+
+    return 1.0 if job["state"] == J.DONE else (progress_fraction(job.get("progress")) or 0.0)
 
 
 # --- Streamlit ----------------------------------------------------------------------------------
@@ -180,11 +175,14 @@ def res():
 
 
 def store() -> ResultStore:
-    return res()[0](str(store_dir()))[0]
+    directory = str(store_dir())
+    seed_with_progress(directory)  # the first open imports the shipped bundles, with a progress message
+    return res()[0](directory)[0]
 
 
 def seed_messages() -> list[str]:
-    return res()[0](str(store_dir()))[1]
+    """The Overview's banner: what the shipped bundles added in this session; failed imports."""
+    return banner_messages(res()[0](str(store_dir()))[1])
 
 
 def queue() -> JobQueue:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lthvp.ui.text import plain
+from lthvp.ui.url_notice import named
 
 UNSET = object()
 
@@ -35,6 +36,7 @@ def linked(container, kind: str, label: str, options: list, key: str, default, f
         if bad := [g for g in given if g not in by_label]:
             st.warning(f"The link's {plain(key)}={plain(', '.join(bad))} is not available here "
                        f"(choices: {plain(', '.join(by_label), 300)}); it was left out.")
+            named(key)  # the frame's link notice leaves it to this one
         value = (picked or default) if multi else (picked[0] if picked else default)
     elif changed and signature in picks:
         value = picks[signature]

@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lthvp.analysis.replicates import with_replication
 from lthvp.analysis.report import aggregate, shots_label, shots_order  # noqa: F401  (pages use plots.shots_order)
 from lthvp.ui import arm_views
 
@@ -27,6 +28,8 @@ METRICS = {  # name -> (label, shown in percent, lower is better)
 # What every aggregated curve draws (report.aggregate): the captions under the charts say it with these words.
 AGGREGATE_NOTE = ("Mean over seeds (over families when there are several: the family is the unit); "
                   "band = 95% t-interval (none with one replicate)")
+UNEQUAL = dict(symbol="circle-open", size=17, color="#e6a700")  # the ring around a point whose cell is unbalanced
+ADDED = dict(symbol="star", size=10)  # a run added after its study (not one of its planned runs)
 METHOD_NAMES = {"vp": "VP", "map": "mapping only", "lp": "LP", "vp-lp": "VP - LP", "vp-map": "VP - mapping only"}
 METHOD_COLORS = {"vp": "#1f77b4", "map": "#7f7f7f", "lp": "#d62728", "vp-lp": "#9467bd", "vp-map": "#2ca02c"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -61,9 +64,17 @@ def _scale(metric: str) -> float:
     return 100.0 if METRICS.get(metric, ("", False, False))[1] else 1.0
 
 
-def _axis_title(metric: str) -> str:
+def _axis_title(metric: str, delta: bool = False) -> str:
+    """'Accuracy (%) ↑'; a difference of a percent metric is in points: 'change in Accuracy (points) ↑'."""
     label, pct, lower = METRICS.get(metric, (metric, False, False))
-    return f"{label}{' (%)' if pct else ''} {'↓' if lower else '↑'}"
+    unit = (" (points)" if delta else " (%)") if pct else ""
+    return f"{'change in ' if delta else ''}{label}{unit} {'↓' if lower else '↑'}"
+
+
+def unit(metric: str, delta: bool = False) -> str:
+    """The unit a value of ``metric`` is shown in: '%' (accuracy, ECE, MCE), ' pts' for their
+    differences, '' for NLL and Brier."""
+    return (" pts" if delta else "%") if METRICS.get(metric, ("", False, False))[1] else ""
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -72,8 +83,9 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 
 def _add_curve(fig, part: pd.DataFrame, name: str, color: str, metric: str, row: int, col: int,
-               legendgroup: str, showlegend: bool, arm: str = "ticket") -> None:
-    """One arm's mean with its 95% band; a marker-only arm (quantized) gets error bars instead."""
+               legendgroup: str, showlegend: bool, arm: str = "ticket", delta: bool = False) -> None:
+    """One arm's mean with its 95% band; a marker-only arm (quantized) gets error bars instead.
+    The hover gives the true replication; a point whose cell is unbalanced is ringed (UNEQUAL)."""
     part = part.sort_values("remaining", ascending=False)
     s = _scale(metric)
     x = (100 * part["remaining"]).tolist()
@@ -87,9 +99,11 @@ def _add_curve(fig, part: pd.DataFrame, name: str, color: str, metric: str, row:
                                  mode="lines", fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0),
                                  hoverinfo="skip", showlegend=False, legendgroup=legendgroup,
                                  name=f"{name} 95% CI"), row=row, col=col)
+    if "replication" not in part:
+        part = part.assign(replication=part["n"].astype(str) + " runs", balanced=True)
     custom = np.stack([part["level"].to_numpy(), part["n"].to_numpy(), (s * part["lo"]).to_numpy(),
-                       (s * part["hi"]).to_numpy(), part["seeds"].to_numpy()], axis=1)
-    unit = "%" if s == 100 else ""
+                       (s * part["hi"]).to_numpy(), part["replication"].to_numpy()], axis=1)
+    u, f = unit(metric, delta), ".2f" if s == 100 else ".3f"
     errors = dict(type="data", symmetric=False, array=(s * (part["hi"] - part["mean"])).fillna(0).tolist(),
                   arrayminus=(s * (part["mean"] - part["lo"])).fillna(0).tolist(), thickness=1.5) if markers_only else None
     fig.add_trace(go.Scatter(
@@ -98,10 +112,20 @@ def _add_curve(fig, part: pd.DataFrame, name: str, color: str, metric: str, row:
         marker=dict(size=style["size"], symbol=style["symbol"], line=dict(width=2, color=color)), error_y=errors,
         customdata=custom,
         hovertemplate=(f"<b>{name}</b><br>level L%{{customdata[0]}} · remaining %{{x:.1f}}%<br>{arm_views.hover_note(arm)}"
-                       f"{METRICS.get(metric, (metric,))[0]} mean %{{y:.3f}}{unit}<br>"
-                       f"95% CI [%{{customdata[2]:.3f}}, %{{customdata[3]:.3f}}]{unit}<br>"
-                       "runs (seeds): %{customdata[1]} (%{customdata[4]})<extra></extra>")),
+                       f"{'change in ' if delta else ''}{METRICS.get(metric, (metric,))[0]} mean %{{y:{f}}}{u}<br>"
+                       f"95% CI [%{{customdata[2]:{f}}}, %{{customdata[3]:{f}}}]{u}<br>"
+                       "replicates: %{customdata[4]}<extra></extra>")),
         row=row, col=col)
+    odd = part[~part["balanced"].fillna(True).astype(bool)]
+    if len(odd):
+        fig.add_trace(go.Scatter(
+            x=(100 * odd["remaining"]).tolist(), y=(s * odd["mean"]).tolist(), mode="markers",
+            name="unequal replication", legendgroup="unequal", showlegend=False,
+            marker=dict(symbol=UNEQUAL["symbol"], size=UNEQUAL["size"], color=UNEQUAL["color"], line=dict(width=2.5)),
+            customdata=odd[["level", "replication"]].to_numpy(),
+            hovertemplate=(f"<b>{name}</b> · L%{{customdata[0]}}<br>⚠ %{{customdata[1]}}<br>the mean weighs each "
+                           "family's seeds equally, so an unbalanced cell is not comparable to the others<extra></extra>")),
+            row=row, col=col)
 
 
 def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots", title: str | None = None,
@@ -113,7 +137,7 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
     run as a point that carries its hash (click to open)."""
     if by not in ("shots", "method"):
         raise ValueError("by must be 'shots' or 'method'")
-    agg = aggregate(df, value or metric)
+    agg = with_replication(aggregate(df, value or metric), df, value or metric)
     if agg.empty:
         fig = go.Figure()
         fig.update_layout(title=title or "no results for this selection", height=height)
@@ -149,12 +173,12 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
                     label += arm_views.legend_suffix(arm)
                     row, col = (ci - 1) // ncols + 1, (ci - 1) % ncols + 1
                     _add_curve(fig, part, label, color, metric, row, col, legendgroup=label,
-                               showlegend=label not in seen, arm=arm)
+                               showlegend=label not in seen, arm=arm, delta=bool(value))
                     seen.add(label)
                     if runs:
                         raw = df[(df["arm"] == arm) & (df["dataset"] == ds) & (df["method"] == (facet if by == "shots" else line))
                                  & (df["shots"] == (line if by == "shots" else facet))]
-                        _add_runs(fig, raw, value or metric, metric, color, label, row, col)
+                        _add_runs(fig, raw, value or metric, metric, color, label, row, col, delta=bool(value))
     tickvals, ticktext = level_ticks(df[df["arm"] == "ticket"] if (df["arm"] == "ticket").any() else df)
     fig.update_xaxes(type="log", autorange="reversed", tickvals=tickvals, ticktext=ticktext, tickangle=-45,
                      showgrid=True, matches="x")
@@ -162,20 +186,28 @@ def sparsity_figure(df: pd.DataFrame, metric: str = "accuracy", by: str = "shots
     fig.update_xaxes(title_text=axis_title if ncols < 3 else "remaining (log)")
     if ncols >= 3:  # one full title under the middle panel of the last row; the others would overlap
         fig.update_xaxes(title_text=axis_title, row=nrows, col=2)
-    y_title = ("change in " if value else "") + _axis_title(metric)
+    y_title = _axis_title(metric, delta=bool(value))
     for r in range(1, nrows + 1):
         fig.update_yaxes(title_text=y_title, row=r, col=1)
     if value:
         fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
+    unequal = int((~agg["balanced"].fillna(True).astype(bool)).sum())
+    if unequal:  # one legend entry for the rings, however many panels carry them
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="⚠ unequal replication",
+                                 legendgroup="unequal", marker=dict(symbol=UNEQUAL["symbol"], size=12,
+                                                                    color=UNEQUAL["color"], line=dict(width=2.5))))
     fig.update_layout(title=title, height=height * nrows - 60 * (nrows - 1), hovermode="closest",
                       legend=dict(orientation="h", y=-0.35 / nrows), margin=dict(t=60, b=40),
-                      meta={"metric": metric, "by": by, "groups": int(len(agg)), "value": value or metric})
+                      meta={"metric": metric, "by": by, "groups": int(len(agg)), "value": value or metric,
+                            **({"unequal": unequal} if unequal else {})})  # cells with unequal replication
     return fig
 
 
-def _add_runs(fig, raw: pd.DataFrame, column: str, metric: str, color: str, label: str, row: int, col: int) -> None:
+def _add_runs(fig, raw: pd.DataFrame, column: str, metric: str, color: str, label: str, row: int, col: int,
+              delta: bool = False) -> None:
     """Every run of one line as a small point carrying its hash; seeds are spread by up to +-3%
-    along x so that runs at one level do not hide each other."""
+    along x so that runs at one level do not hide each other. Runs outside the shown study
+    (``in_study`` False: added after it) are stars (ADDED), named so in the hover."""
     if raw.empty:
         return
     seed_rank, seeds = pd.factorize(raw["seed"])
@@ -184,13 +216,24 @@ def _add_runs(fig, raw: pd.DataFrame, column: str, metric: str, color: str, labe
         else pd.Series("legacy", index=raw.index)
     custom = np.stack([raw["hash"].to_numpy(), raw["level"].to_numpy(), raw["seed"].to_numpy(),
                        family.to_numpy()], axis=1)
-    fig.add_trace(go.Scatter(
-        x=(100 * raw["remaining_fraction"] * jitter).tolist(), y=(_scale(metric) * raw[column]).tolist(),
-        mode="markers", name=f"{label} runs", legendgroup=label, showlegend=False, customdata=custom,
-        marker=dict(size=5, color=_rgba(color, 0.55), line=dict(width=0)),
-        hovertemplate=(f"<b>{label}</b> · one run<br>level L%{{customdata[1]}} · family %{{customdata[3]}} · "
-                       "seed %{customdata[2]}<br>%{y:.3f}<br>hash %{customdata[0]} (click to open)<extra></extra>")),
-        row=row, col=col)
+    x = 100 * raw["remaining_fraction"] * jitter
+    y = _scale(metric) * raw[column]
+    added = ~raw["in_study"].astype(bool).to_numpy() if "in_study" in raw else np.zeros(len(raw), bool)
+    value = f"%{{y:{'.2f' if _scale(metric) == 100 else '.3f'}}}{unit(metric, delta)}"
+    for extra, mask in ((False, ~added), (True, added)):
+        if not mask.any():
+            continue
+        fig.add_trace(go.Scatter(
+            x=x[mask].tolist(), y=y[mask].tolist(), mode="markers", name=f"{label} runs" + (" added later" if extra else ""),
+            legendgroup=label, showlegend=False, customdata=custom[mask],
+            marker=dict(size=ADDED["size"] if extra else 5, symbol=ADDED["symbol"] if extra else "circle",
+                        color=_rgba(color, 0.9 if extra else 0.55), line=dict(width=1 if extra else 0, color="#222")),
+            hovertemplate=(f"<b>{label}</b> · one run" + (" <b>added after the study</b> (not one of its planned runs)"
+                                                          if extra else "")
+                           + "<br>level L%{customdata[1]} · family %{customdata[3]} · seed %{customdata[2]}<br>"
+                           + f"{'change in ' if delta else ''}{METRICS.get(metric, (metric,))[0]} {value}"
+                           + "<br>hash %{customdata[0]} (click to open)<extra></extra>")),
+            row=row, col=col)
 
 
 def headline_figure(df: pd.DataFrame, dataset: str | None = None, shots: str | None = None) -> go.Figure:
@@ -205,7 +248,7 @@ def headline_figure(df: pd.DataFrame, dataset: str | None = None, shots: str | N
     fig = make_subplots(rows=1, cols=2, subplot_titles=["Accuracy ↑", "ECE ↓ (calibration error)"],
                         horizontal_spacing=0.09)
     for col, metric in enumerate(("accuracy", "ece"), start=1):
-        agg = aggregate(part, metric)
+        agg = with_replication(aggregate(part, metric), part, metric)
         for method in [m for m in ("vp", "lp") if m in set(agg["method"])]:
             for arm in arm_views.arm_order(agg["arm"]):
                 sub = agg[(agg["method"] == method) & (agg["arm"] == arm)]

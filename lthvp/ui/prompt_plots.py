@@ -124,15 +124,19 @@ def curves_figure(record: dict) -> go.Figure:
     """Train loss/accuracy and validation accuracy/NLL per epoch (round) of one run, the chosen
     epoch marked."""
     curves = pd.DataFrame(record.get("curves") or [])
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["accuracy", "loss / NLL"])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["accuracy (%)", "loss / NLL (nats)"])
     if curves.empty:
         return fig
-    x = curves["steps"] if "steps" in curves and curves["steps"].notna().all() else curves["epoch"]
+    by_steps = "steps" in curves and curves["steps"].notna().all()
+    x = curves["steps"] if by_steps else curves["epoch"]
+    where = "step %{x}" if by_steps else "epoch %{x}"
     for col, name, c, dash in (("train_acc", "train accuracy", 1, "dot"), ("val_acc", "validation accuracy", 1, None),
                                ("train_loss", "train loss", 2, "dot"), ("val_nll", "validation NLL", 2, None)):
         if col in curves and curves[col].notna().any():
-            fig.add_trace(go.Scatter(x=x, y=curves[col], name=name, mode="lines+markers", line={"dash": dash}),
-                          row=1, col=c)
+            y = 100 * curves[col] if c == 1 else curves[col]  # accuracies in %, losses in nats
+            fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", line={"dash": dash},
+                                     hovertemplate=f"{name}: " + ("%{y:.1f}%" if c == 1 else "%{y:.3f} nats")
+                                     + f"<br>{where}<extra></extra>"), row=1, col=c)
     best = record.get("best_epoch")
     if best is not None and best in set(curves["epoch"]):
         xb = float(x[curves["epoch"] == best].iloc[0])
@@ -140,5 +144,7 @@ def curves_figure(record: dict) -> go.Figure:
             fig.add_vline(x=xb, line={"color": "#888", "dash": "dash"}, row=1, col=c)
     fig.update_layout(height=360, template="plotly_white", margin={"t": 40, "b": 40, "l": 10, "r": 10},
                       legend={"orientation": "h", "y": -0.2})
-    fig.update_xaxes(title_text="optimizer steps" if x is not curves["epoch"] else "epoch")
+    fig.update_xaxes(title_text="optimizer steps" if by_steps else "epoch")
+    fig.update_yaxes(title_text="%", row=1, col=1)
+    fig.update_yaxes(title_text="nats", row=1, col=2)
     return fig

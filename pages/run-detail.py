@@ -7,8 +7,9 @@ import streamlit as st
 from lthvp.analysis.pairing import family_keys
 from lthvp.ui import app_frame
 from lthvp.ui import charts
+from lthvp.ui import compare_picker
 from lthvp.ui import dashboard as db
-from lthvp.ui import plots, prompt_plots, reliability_plots
+from lthvp.ui import plots, prompt_plots, reliability_plots, run_search, units
 
 app_frame.ensure_frame()
 
@@ -26,17 +27,53 @@ def drawn(what: str, draw) -> None:
 st.title("Run")
 df = db.results_or_stop()
 
-query = st.text_input("Search runs (matches hash, method, dataset, level, shots, seed, family)", key="q",
-                      bind="query-params")
+@st.cache_data(show_spinner="Reading the runs' code versions…", max_entries=4)
+def commits(directory: str, version: int) -> dict[str, str]:
+    """hash -> the git commit each stored run was made with (its provenance), read once per store version."""
+    s = db.store()
+    return {h: str(((s.get(h) or {}).get("provenance") or {}).get("git_commit") or "") for h in s.hashes()}
+
+
+if "git_commit" not in df:
+    df = df.assign(git_commit=df["hash"].map(commits(str(db.store_dir()), db.store().version)).fillna(""))
+query = st.text_input("Search runs", key="q", bind="query-params", max_chars=300,
+                      placeholder="e.g. L8 seed 3 vp 5-shot family 0 since 2026-11-29 commit 37e11bd",
+                      help="Words the app uses: L8 / level 8, seed 3, family 0 / f0 / legacy, vp, lp, map / mapping-only, "
+                           "1-shot / 5-shot / full, dense, a dataset, arm or preset name, since / before / until / "
+                           "on 2026-11-29, commit 37e11bd, a hash prefix, acc>50 / ece<5 (in %), not vp / -vp. "
+                           "Different fields must all hold (L8 seed 3); words on one field are alternatives (L2 L8).")
+f1, f2, f3 = st.columns([2, 1, 1])
+commit_counts = df["git_commit"].value_counts()
+picked_commits = f1.multiselect("Code commit", list(commit_counts.index), key="commits", bind="query-params",
+                                format_func=lambda c: f"{c[:10] or 'unknown'} ({commit_counts.get(c, 0)} runs)",
+                                help="the git commit in each run's provenance (-dirty: uncommitted changes)")
+since = f2.date_input("Created from", value=None, key="since", bind="query-params")
+until = f3.date_input("Created until", value=None, key="until", bind="query-params")
+found = run_search.search(query or "", df)
+if found.notice:
+    st.text(found.notice)  # the user's words: shown as typed, never as Markdown
+mask = found.mask
+day = df["created"].fillna("").astype(str).str[:10] if "created" in df else pd.Series("", index=df.index)
+if picked_commits:
+    mask &= df["git_commit"].isin(picked_commits)
+if since:
+    mask &= (day != "") & (day >= since.isoformat())
+if until:
+    mask &= (day != "") & (day <= until.isoformat())
 cols = [c for c in ("hash", "family", "dataset", "method", "arm", "level", "shots", "seed", "accuracy", "ece",
-                    "remaining_fraction") if c in df]
-table = df[cols].copy()
-if query:
-    text = table.astype(str).agg(" ".join, axis=1)
-    table = table[text.str.contains(query, case=False, regex=False)]
+                    "remaining_fraction", "created", "git_commit") if c in df]
+table = df.loc[mask, cols].copy()
+for c in ("accuracy", "ece", "remaining_fraction"):  # % wherever a person reads them
+    if c in table:
+        table[c] = 100 * table[c]
+table = table.rename(columns={"accuracy": "accuracy (%)", "ece": "ECE (%)", "remaining_fraction": "remaining (%)",
+                              "git_commit": "commit"})
+if "created" in table:
+    table["created"] = table["created"].fillna("").astype(str).str[:16].str.replace("T", " ")
 st.caption(f"{len(table)} of {len(df)} runs")
 picked = st.dataframe(table.sort_values(["dataset", "method", "level", "shots", "seed"]), hide_index=True,
                       on_select="rerun", selection_mode="single-row", key="runs_table", height=240)
+compare_picker.picker(df, table)  # pick 2-6 of the listed runs: a link to their comparison
 rows = picked.selection.rows if picked and picked.selection else []
 hashes = sorted(df["hash"])
 if rows:
@@ -77,8 +114,11 @@ if dense is not None and dense["hash"] != key:
 
 left, right = st.columns(2)
 drawn("training curves", lambda: charts.show(prompt_plots.curves_figure(rec), "curves", where=left))
-left.caption(f"Chosen epoch (round): {rec.get('best_epoch')} — by validation accuracy, ties by validation NLL; "
-             f"validation images: {rec.get('n_val')}; training images: {rec.get('n_train')}; steps: {rec.get('steps')}.")
+chosen = next((r.get("steps") for r in rec.get("curves") or [] if r.get("epoch") == rec.get("best_epoch")), None)
+left.caption(f"Chosen round: {rec.get('best_epoch')}" + (f" (after {chosen} steps)" if chosen is not None else "")
+             + f", by validation accuracy, ties by validation NLL; budget: {units.budget_text(c)}"
+             + (f", {rec['steps']} steps ran" if rec.get("steps") is not None else "")
+             + f"; validation images: {rec.get('n_val')}; training images: {rec.get('n_train')}.")
 drawn("reliability diagram", lambda: charts.show(
     reliability_plots.reliability_figure([(plots.record_label(rec), rec)], height=360), "rel", where=right))
 
@@ -90,15 +130,13 @@ if rec.get("prompt_png"):
     if rec.get("prompt_shift") is not None:
         st.caption(f"Mean distance of the border from its grey start: {255 * rec['prompt_shift']:.1f}/255.")
 if rec.get("mapping"):
-    st.subheader("Label mapping (target -> source class)")
-    drawn("label mapping", lambda: st.dataframe(pd.DataFrame(
-        {"target": rec.get("classes") or list(range(len(rec["mapping"]))), "source class": rec["mapping"]}),
-        hide_index=True))
+    st.subheader("Label mapping (target class → source class)")
+    drawn("label mapping", lambda: st.dataframe(units.mapping_frame(rec), hide_index=True))
 
 st.subheader("Per-class test accuracy")
-pca = rec.get("per_class_accuracy") or []
-drawn("per-class accuracy", lambda: st.dataframe(pd.DataFrame(
-    {"class": rec.get("classes") or list(range(len(pca))), "accuracy": pca}), hide_index=True))
+drawn("per-class accuracy", lambda: st.dataframe(
+    units.per_class_table(rec), hide_index=True,
+    column_config={"accuracy (%)": st.column_config.NumberColumn(format="%.1f")}))
 
 with st.expander("Config, identity and provenance"):
     st.json({"hash": key, "config": c, "ticket": rec.get("ticket"), "provenance": rec.get("provenance"),
