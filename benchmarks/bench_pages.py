@@ -31,7 +31,7 @@ def synthetic_store(directory: Path, template_bundle: Path, n: int) -> None:
     from lthvp.results.config import RunConfig
     from lthvp.results.store import ResultStore, read_bundle
 
-    templates = {r.config["method"]: r.to_json() for r in read_bundle(template_bundle)}
+    templates = {r.config.method: r.to_json() for r in read_bundle(template_bundle)}
     store = ResultStore(directory)
     rng = random.Random(0)
     combos = [(ds, m, lv, sh, arm) for ds in ("digits", "fashion_mnist") for m in ("vp", "lp") for lv in range(9)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from lthvp.results.shots import text as shots_text
 from lthvp.results.store import BundleError
 from lthvp.results.studies import register_import
 from lthvp.results.audit_log import AuditError
@@ -108,7 +109,7 @@ def import_file(path: Path, name: str) -> dict | None:
         for h in hashes:
             c, m = report.configs[h]
             rep["rows"].append({"status": status, "hash": h, "dataset": c["dataset"], "method": c["method"],
-                                "level": c["level"], "shots": str(c["shots"]), "seed": c["seed"],
+                                "level": c["level"], "shots": shots_text(c["shots"]), "seed": c["seed"],
                                 "accuracy": m["accuracy"], "ece": m["ece"]})
     return rep
 

@@ -5,12 +5,15 @@ import streamlit as st
 from lthvp.ui import app_frame
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
-from lthvp.ui import plots, reliability_plots
+from lthvp.ui import plots, reliability_plots, study_views
 
 app_frame.ensure_frame()
 
 st.title("Calibration")
 df = db.results_or_stop()
+df, study = study_views.study_scope(df)  # the study's planned runs unless the sidebar says all runs
+study_views.scope_caption(study, df, "Every panel on this page")
+ADDED = set(df.loc[~df["in_study"], "hash"])  # runs added after the study (only with "Study runs only" off)
 
 if db.several_families(df):  # a family picker only where there is a choice
     c1, cf, c2, c3, c4 = st.columns(5)
@@ -43,7 +46,8 @@ if panels:
     cols = st.columns(len(panels))
     for col, (label, rec) in zip(cols, panels):
         m = rec["metrics"]
-        col.caption(f"**{label}** · stored: accuracy {100 * m['accuracy']:.2f}%, ECE {100 * m['ece']:.2f}%, "
+        star = " ★ added after the study" if rec["hash"] in ADDED else ""
+        col.caption(f"**{label}**{star} · stored: accuracy {100 * m['accuracy']:.2f}%, ECE {100 * m['ece']:.2f}%, "
                     f"MCE {100 * m['mce']:.2f}%, NLL {m['nll']:.3f}, Brier {m['brier']:.3f}")
 else:
     st.warning("No run stored for this level.")
@@ -61,7 +65,7 @@ if sparse_opts and min(sparse_opts) != 0:
     st.info(f"No dense (level 0) run is stored for this method, shot count and seed; the least sparse stored "
             f"level, L{min(sparse_opts)}, stands in as the reference.")
 sparse_rec = db.find_record(part, method=method, level=sparse) if sparse_opts else None
-pair = [(("dense " if r["config"]["level"] == 0 else "") + plots.record_label(r), r)
+pair = [(("dense " if r["config"]["level"] == 0 else "") + plots.record_label(r) + (" ★" if r["hash"] in ADDED else ""), r)
         for r in (dense_rec, sparse_rec) if r is not None]
 if len(pair) == 2 and pair[0][1]["hash"] == pair[1][1]["hash"]:
     pair = pair[:1]
@@ -74,4 +78,9 @@ st.caption("Bars: accuracy per confidence bin (15 equal-width bins, top-label); 
 st.subheader("Calibration across levels (mean over seeds, 95% CI)")
 metric = st.radio("Metric", ["ece", "mce", "nll", "brier"], key="cal_metric", bind="query-params", horizontal=True)
 all_seeds = df[(df["dataset"] == ds) & (df["shots"] == shot) & (df["arm"] == "ticket")]
-charts.show(plots.calibration_shift_figure(all_seeds, metric), "shift")
+shift = plots.calibration_shift_figure(all_seeds, metric)
+reps = study_views.cell_warning(all_seeds, metric)  # names the cells whose families hold unequal seeds
+study_views.replication_hover(shift, reps)  # each bar's hover: families x seeds = runs
+charts.show(shift, "shift")
+st.caption("Hover a bar for its replicates (families x seeds = runs); a cell with unequal replication is named "
+           "above: its mean weighs families unlike the others'.")

@@ -10,6 +10,7 @@ from lthvp.analysis.report import shots_label, shots_order
 from lthvp.ui import app_frame, arm_views
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
+from lthvp.ui import study_views
 from lthvp.ui.effect_plots import forest_figure, verdict_lines
 from lthvp.ui.units import difference_unit, effects_in_units
 
@@ -17,12 +18,14 @@ app_frame.ensure_frame()
 
 st.title("Effects")
 df = db.results_or_stop()
+df, study = study_views.study_scope(df)  # the study's planned runs unless the sidebar says all runs
 
 c1, c2, c3 = st.columns(3)
 ds = db.dataset_select(df, c1)
 metric = c2.selectbox("Metric", list(E.METRICS), key="metric", bind="query-params",
                       help="ts_*: after temperature scaling fitted on each run's validation split")
-table = db.effects_table(metric, ds, df)
+table = study_views.effects_table(metric, ds, df, study)
+study_views.scope_caption(study, df[df["dataset"] == ds], "Every contrast on this page")
 if table.empty:
     st.info("No contrast can be formed for this metric and dataset (older records lack temperature-scaled "
             "metrics and per-sample predictions: those metrics are unavailable for them).")
@@ -38,6 +41,7 @@ st.caption(f"{n_fam} ticket famil{'y' if n_fam == 1 else 'ies'}; contrasts are p
               "random factors: intervals and p come from a crossed random-effects model (variance components for "
               "family, seed and residual; Satterthwaite df). The family-mean t-test is kept as a sensitivity check."))
 report = E.replication_report(df[df["dataset"] == ds] if ds else df)
+study_views.cell_warning(df[df["dataset"] == ds] if ds else df, metric)
 if report.empty:
     st.caption("Replication: every cell holds the same (family, seed) replicates, one run each.")
 else:
@@ -138,7 +142,7 @@ else:
     if metric in ("ece", "nll", "brier", "mce"):  # is a calibration cost repairable by temperature scaling?
         qa, qb = st.columns(2)
         charts.show(forest_figure(both, f"raw {metric}: quantized - float, L{qlevel}", metric), "forest_quant", where=qa)
-        ts = db.effects_table(f"ts_{metric}", ds, df)
+        ts = study_views.effects_table(f"ts_{metric}", ds, df, study)
         ts_rows = arm_views.quant_contrasts(ts, qlevel) if not ts.empty else []
         if not ts_rows:
             qb.info("No temperature-scaled metrics pair up for the quantized runs (older records): unavailable, not zero.")
@@ -151,7 +155,7 @@ else:
 
 if metric in ("ece", "nll", "brier", "mce"):
     st.subheader("Raw vs temperature-scaled calibration")
-    scaled = db.effects_table(f"ts_{metric}", ds, df)
+    scaled = study_views.effects_table(f"ts_{metric}", ds, df, study)
     a, b = st.columns(2)
     charts.show(forest_figure(at_level, f"raw {metric}: L{level} - L0", metric), "raw_cal", where=a)
     if scaled.empty:
@@ -171,3 +175,5 @@ st.caption("Filled markers: detected at 5% after Bonferroni's correction across 
            "simultaneous, *_fm = family-mean t-test, mde = minimum detectable effect (80% power, corrected level). "
            f"Differences in {difference_unit(metric)}" + (" (percentage points)" if difference_unit(metric) == "pts" else "")
            + "; p values, df and counts as they are.")
+
+study_views.study_panel(df, study)  # its design and the code versions behind it

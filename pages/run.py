@@ -12,6 +12,7 @@ from lthvp.compute import run_plan
 from lthvp.data.catalog import TARGETS
 from lthvp.results.config import ARMS
 from lthvp.results.presets import PRESETS
+from lthvp.results.shots import options as shot_options
 from lthvp.ui import access, app_frame, arm_views
 from lthvp.ui import dashboard as db
 from lthvp.ui import plots, queue_panel, run_budget
@@ -55,7 +56,7 @@ levels = db.linked(c3, "multiselect", "Levels", level_opts, "r_levels", level_op
 c4, c5, c6, c7 = st.columns([1, 2, 1, 1])
 methods = c4.multiselect("Methods", db.METHODS, default=["lp"], key="r_methods", bind="query-params",
                          format_func=lambda m: plots.METHOD_NAMES[m])
-shots = c5.multiselect("Shots per class", db.SHOTS, default=["1"], key="r_shots", bind="query-params",
+shots = c5.multiselect("Shots per class", shot_options(PRESETS[preset]), default=["1"], key="r_shots", bind="query-params",
                        format_func=plots.shots_label)
 seeds = c6.multiselect("Seeds", list(range(10)), default=[0], key="r_seeds", bind="query-params")
 budget = run_budget.budget_controls(c7, PRESETS[preset], family_id, methods)

@@ -11,7 +11,7 @@ from lthvp.analysis.report import shots_label
 from lthvp.ui import app_frame
 from lthvp.ui import charts
 from lthvp.ui import dashboard as db
-from lthvp.ui import plots, subpop_plots
+from lthvp.ui import plots, study_views, subpop_plots
 from lthvp.ui.text import plain
 
 app_frame.ensure_frame()
@@ -28,14 +28,18 @@ def test_split(dataset: str):
 
 @st.cache_data(show_spinner="Reading per-sample predictions…", max_entries=32)
 def analysis(directory: str, version: int, dataset: str, shots: str, level: int, arm: str, methods: tuple,
-             families: tuple):
-    """lthvp.analysis.subpop_report.analyse over the shown families' runs, once per store version
-    and choice (the store's records are read here, not kept)."""
+             families: tuple, study: str):
+    """lthvp.analysis.subpop_report.analyse over the shown families' runs (only the planned runs of
+    the study with digest ``study``, when given), once per store version and choice (the store's
+    records are read here, not kept)."""
     split, why = test_split(dataset)
     if split is None:
         return None, why
     table = db.results()
     table = table[[f in set(families) for f in family_keys(table["family"])]]
+    if study:
+        (planned,) = [s for s in study_views.registry()[0] if s.digest == study]
+        table = table[table["hash"].isin(set(planned.members))]
     _, labels, names = split
     try:
         return R.analyse(table, db.store().get, labels, names, dataset, shots, list(methods), level, arm), None
@@ -47,6 +51,8 @@ st.title("Subpopulations")
 st.caption("Who pays for compression: which classes, and which test images, a sparse ticket gets wrong that "
            "the dense model got right (and the other way round), VP vs LP.")
 df = db.results_or_stop()
+df, study = study_views.study_scope(df)  # the study's planned runs unless the sidebar says all runs
+study_views.scope_caption(study, df, "Every number on this page")
 
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
 ds = db.dataset_select(df, c1)
@@ -70,7 +76,11 @@ if level is None or not methods:
     st.stop()
 
 families = tuple(sorted(set(family_keys(df["family"]))))
-res, why = analysis(str(db.store_dir()), db.store().version, ds, shot, level, arm, tuple(methods), families)
+res, why = analysis(str(db.store_dir()), db.store().version, ds, shot, level, arm, tuple(methods), families,
+                    study.digest if study is not None and study_views.study_only() else "")
+cells = part[part["method"].isin(methods) & (part["shots"] == shot)
+             & (((part["level"] == 0) & (part["arm"] == "ticket")) | ((part["level"] == level) & (part["arm"] == arm)))]
+reps = study_views.cell_warning(cells, "accuracy")  # names the dense or sparse cells with unequal replication
 if res is None:
     st.warning(f"Nothing to analyse: {plain(why, 400)}")  # error text names files and values: shown as typed
     st.stop()
@@ -99,7 +109,8 @@ over = R.units_text(int(rows["n_units"].max()), unit) if len(rows) else "the uni
 st.caption(f"Paired within (family, seed); the bars are 95% t-intervals over {over} "
            f"({'seeds averaged inside each family' if unit == 'family' else 'one family: seeds are the units'}), "
            "cut at +-105 points. * = detected at 5% after Holm's correction over the classes. Hover for the dense "
-           "and sparse values.")
+           "and sparse values. Replicates stored: " + plain("; ".join(
+               f"{plots.METHOD_NAMES.get(r.method, r.method)} L{r.level}: {r.replication}" for r in reps.itertuples()), 600) + ".")
 with st.expander("Per-class numbers"):
     st.dataframe(rows, hide_index=True, width="stretch")
     st.download_button("Download CSV", rows.to_csv(index=False), file_name=f"lthvp_{ds}_per_class_{metric}.csv",

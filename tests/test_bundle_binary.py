@@ -159,8 +159,8 @@ def test_shipped_v2_bundle_reads_the_same_after_re_export(tmp_path):
     old = {r.hash: r for r in read_bundle(SHIPPED)}
     picked, seen = [], set()
     for r in old.values():
-        c = r.config
-        cell = (c["method"], str(c["shots"]), c["arm"], c.get("family"))
+        c = r.config  # a RunConfig
+        cell = (c.method, str(c.shots), c.arm, c.family)
         if cell not in seen:
             seen.add(cell)
             picked.append(r)

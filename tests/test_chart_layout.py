@@ -80,3 +80,28 @@ def test_unknown_paths():
     assert unknown_path("http://h:1/lab/run-detail", pages, base="lab") is None
     assert unknown_path("http://h:1/lab/nope/deeper", pages, base="/lab/") == "nope/deeper"
     assert unknown_path(None, pages) is None
+
+
+def test_split_panels_keep_the_rows_shared_y_range():
+    """Panels drawn side by side share their row's y range; split for a narrow screen, each keeps
+    that range (its own autorange would make 1-2 and 3-4 look alike), error bars and a set range included."""
+    parts = cl.split_panels(cl.tidy(three_panels()))
+    assert [list(p.layout.yaxis.range) for p in parts] == [[0.85, 4.15]] * 3  # 1..4 plus 5%
+    assert all(p.layout.yaxis.autorange is False for p in parts)
+
+    fig = make_subplots(rows=2, cols=2, shared_yaxes=True)
+    fig.add_trace(go.Scatter(x=[1], y=[10], error_y=dict(type="data", array=[5])), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[1], y=[0]), row=1, col=2)
+    fig.add_trace(go.Bar(x=["a"], y=[2]), row=2, col=1)
+    fig.add_trace(go.Bar(x=["b"], y=[4]), row=2, col=2)
+    top, _, bars, _ = [p.layout.yaxis.range for p in cl.split_panels(fig)]
+    assert list(top) == [-0.75, 15.75] and list(bars) == [-0.2, 4.2]  # rows apart; bars from 0
+    assert cl.split_panels(fig)[0].layout.xaxis.range is None  # x was not shared: left to each panel
+
+    fig.update_yaxes(range=[-1, 20], row=1, col=1)  # a range the figure sets is copied as it is
+    assert [list(p.layout.yaxis.range) for p in cl.split_panels(fig)[:2]] == [[-1, 20]] * 2
+    log = make_subplots(rows=1, cols=2, shared_yaxes=True)
+    log.add_trace(go.Scatter(x=[1], y=[10]), row=1, col=1)
+    log.add_trace(go.Scatter(x=[1], y=[1000]), row=1, col=2)
+    log.update_yaxes(type="log")
+    assert [list(p.layout.yaxis.range) for p in cl.split_panels(log)] == [[0.9, 3.1]] * 2  # log10 units

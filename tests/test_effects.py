@@ -295,9 +295,9 @@ def test_cli_json_matches_scipy_on_bundle(capsys):
     assert len(rows) > 20 and all(keys <= set(r) for r in rows)
     acc = {}
     for rec in read_bundle(BUNDLE):
-        c = rec.config
-        if c["method"] == "vp" and c["arm"] == "ticket":
-            acc[(str(c["shots"]), c["level"], c["seed"])] = rec.metrics["accuracy"]
+        c = rec.config  # a RunConfig
+        if c.method == "vp" and c.arm == "ticket":
+            acc[(str(c.shots), c.level, c.seed)] = rec.metrics["accuracy"]
     ps = {}
     for sh in ("1", "2", "5", "10", "full"):
         seeds = sorted(s for (x, lv, s) in acc if x == sh and lv == 8)

@@ -25,14 +25,14 @@ def test_first_shipped_bundle_imports_with_its_hashes(tmp_path):
     records = read_bundle(FIXTURE)
     assert len(records) == 294
     for r in records:
-        assert RunConfig.from_dict(r.config).hash() == r.hash
+        assert RunConfig.from_dict(r.stored_config()).hash() == r.hash
     store = ResultStore(tmp_path / "store")
     report = store.import_bundle_report(FIXTURE)
     assert len(report.added) == 294 and sorted(store.hashes()) == sorted(r.hash for r in records)
     # a record spot-checked by value (LP, level 6, 5-shot, seed 1), identity pinned literally
-    lp = [r for r in records if r.config["method"] == "lp" and r.config["level"] == 6
-          and r.config["shots"] == 5 and r.config["seed"] == 1]
-    assert len(lp) == 1 and RunConfig.from_dict(lp[0].config).hash() == lp[0].hash
+    lp = [r for r in records if r.config.method == "lp" and r.config.level == 6
+          and r.config.shots == 5 and r.config.seed == 1]
+    assert len(lp) == 1 and RunConfig.from_dict(lp[0].stored_config()).hash() == lp[0].hash
 
 
 def test_a_field_added_later_keeps_old_hashes():
@@ -41,7 +41,7 @@ def test_a_field_added_later_keeps_old_hashes():
         temperature_scaling: str = "none"  # a knob a later version might add
 
     for r in read_bundle(FIXTURE):
-        assert Grown.from_dict(r.config).hash() == r.hash
+        assert Grown.from_dict(r.stored_config()).hash() == r.hash
     assert Grown(temperature_scaling="val").hash() != Grown().hash() == RunConfig().hash()
 
 
@@ -89,4 +89,4 @@ def test_shipped_bundles_keep_every_hash():
     shipped = Path(__file__).parent.parent / "cache" / "mini_digits.zip"
     for bundle in (FIXTURE, shipped):
         for r in read_bundle(bundle):
-            assert RunConfig.from_dict(r.config).hash() == r.hash
+            assert RunConfig.from_dict(r.stored_config()).hash() == r.hash

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lthvp.analysis.pairing import family_keys, replicated
+from lthvp.results.shots import as_text as shots_text
 
 KEY = ["dataset", "method", "arm", "shots", "level", "family", "seed"]  # one planned run per key
 PROTOCOL = ("preset", "epochs", "steps", "lr", "batch_size", "image_size", "mapping", "assignment", "lp_input", "precision",
@@ -24,7 +25,7 @@ def _base(df: pd.DataFrame) -> pd.DataFrame:
     if "family" not in out:
         out["family"] = np.nan
     out["family"] = family_keys(out["family"])
-    out["shots"] = out["shots"].astype(str)
+    out["shots"] = out["shots"].map(shots_text)  # canonical text (lthvp.results.shots)
     out["halvings"] = -np.log2(out["remaining_fraction"].astype(float))
     return out
 
@@ -66,7 +67,7 @@ def main_protocol(df: pd.DataFrame) -> pd.DataFrame:
     # the protocol may differ by shot count (epochs, batch): the most common one per (method, shots);
     # ties go to the protocol seen first. Vectorised: this runs on every effects-page render.
     protocol = _protocol(df)
-    cell = df["method"].astype(str) + "\x00" + df["shots"].astype(str)
+    cell = df["method"].astype(str) + "\x00" + df["shots"].map(shots_text)
     counts = protocol.groupby([cell, protocol], sort=False).transform("size")
     best = counts.groupby(cell, sort=False).transform("max")
     first_best = protocol.where(counts == best).groupby(cell, sort=False).transform("first")

@@ -8,25 +8,16 @@ and the study write-up both use these functions, so they show the same numbers.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from lthvp.analysis.pairing import family_keys, imp_minus_random, minus_dense, replicated
+from lthvp.results.shots import label as shots_label, order as shots_order  # noqa: F401 (the UI imports them here)
 
 GROUP_KEYS = ["dataset", "method", "shots", "arm", "level"]
 BOUNDS = {"accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0), "nll": (0.0, np.inf), "brier": (0.0, 2.0)}
-
-
-def shots_order(values: Iterable) -> list[str]:
-    """'1','2','10','full' in numeric order, 'full' last."""
-    vals = {str(v) for v in values}
-    return sorted(vals, key=lambda s: (s == "full", int(s) if s.isdigit() else 0, s))
-
-
-def shots_label(s) -> str:
-    return "full data" if str(s) == "full" else f"{s}-shot"
 
 
 def t_critical(n: int, confidence: float = 0.95) -> float:

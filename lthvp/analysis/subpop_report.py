@@ -9,6 +9,7 @@ import pandas as pd
 from lthvp.analysis import subpopulations as S
 from lthvp.analysis.report import shots_label, shots_order
 from lthvp.analysis.subpopulations import SPLITS
+from lthvp.results.shots import as_text as shots_text
 
 NAMES = {"vp": "VP", "map": "mapping only", "lp": "LP", "vp-lp": "VP - LP"}
 
@@ -35,7 +36,7 @@ def analyse(table: pd.DataFrame, records, labels, classes, dataset: str, shots, 
     images = pd.concat(images, ignore_index=True) if images else pd.DataFrame(columns=S.IMAGE_COLUMNS)
     sets = {m: set(images.loc[(images["method"] == m) & images["exemplar"], "image"]) for m in summaries}
     venn = S.overlap(sets["vp"], sets["lp"]) if {"vp", "lp"} <= set(sets) else None
-    return {"dataset": dataset, "shots": str(shots), "level": int(level), "arm": arm, "runs": runs,
+    return {"dataset": dataset, "shots": shots_text(shots), "level": int(level), "arm": arm, "runs": runs,
             "runs_without_predictions": len(selected) - len(runs), "per_class": per_class, "images": images,
             "summaries": summaries, "overlap": venn, "classes": list(classes)}
 
@@ -107,7 +108,7 @@ def per_class_sentence(per_class: pd.DataFrame, level: int, methods=("vp", "lp",
 
 
 def _deepest_common(table: pd.DataFrame, shots: str) -> int | None:
-    part = table[(table["arm"] == "ticket") & (table["shots"].astype(str) == shots) & (table["level"] > 0)]
+    part = table[(table["arm"] == "ticket") & (table["shots"] == shots_text(shots)) & (table["level"] > 0)]
     levels = [set(part.loc[part["method"] == m, "level"]) for m in ("vp", "lp")]
     common = levels[0] & levels[1]
     return int(max(common)) if common else None
@@ -125,8 +126,8 @@ def subpopulations_markdown(records: list[dict], dataset: str = "digits", labels
     if not with_preds:
         return head + "No record stores per-sample test predictions, so there is nothing to say per class or per image.\n"
     table = pd.DataFrame([flat_row(r) for r in with_preds.values()])
-    all_shots = shots_order(table["shots"].astype(str).unique())
-    shots = "full" if "full" in all_shots else table["shots"].astype(str).value_counts().idxmax()
+    all_shots = shots_order(table["shots"].unique())  # flat_row's canonical texts (lthvp.results.shots)
+    shots = "full" if "full" in all_shots else table["shots"].value_counts().idxmax()
     level = _deepest_common(table, shots)
     if level is None:
         return head + "VP and LP share no sparse ticket level with stored predictions.\n"

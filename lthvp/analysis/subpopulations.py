@@ -35,6 +35,7 @@ from lthvp.analysis.inference import crossed, holm
 from lthvp.analysis.pairing import family_keys
 from lthvp.analysis.replication import prepare
 from lthvp.results.predictions import decode_probs
+from lthvp.results.shots import as_text as shots_text
 
 N_BINS = 15
 METRICS = ("accuracy", "ece")
@@ -57,7 +58,7 @@ def select_runs(table: pd.DataFrame, dataset: str, shots, methods, levels, arm: 
     if families is not None:  # before prepare(), which drops the legacy study where numbered families exist
         table = table[[f in {str(v) for v in families} for f in family_keys(table["family"])]]
     runs = prepare(table)
-    runs = runs[(runs["shots"] == str(shots)) & runs["method"].isin(list(methods))]
+    runs = runs[(runs["shots"] == shots_text(shots)) & runs["method"].isin(list(methods))]
     levels = [int(v) for v in np.atleast_1d(levels)]
     dense = (runs["arm"] == "ticket") & (runs["level"] == 0)
     runs = runs[dense | ((runs["arm"] == arm) & runs["level"].isin([v for v in levels if v or arm != "ticket"]))]

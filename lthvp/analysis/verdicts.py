@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lthvp.analysis.mixed import ALPHA
+from lthvp.results.shots import as_text as shots_text, phrase as shots_phrase
 
 
 PERCENT_METRICS = ("accuracy", "ece", "mce", "ts_ece", "ts_mce")
@@ -64,8 +65,7 @@ def headline(table: pd.DataFrame, alpha: float = ALPHA) -> str | None:
     p = rows["p_adj"] if "p_adj" in rows else rows["p_holm"]
     detected = rows[p < alpha]
     def said(shots) -> str:
-        names = ["full data" if str(s) == "full" else f"{s} shot{'' if str(s) == '1' else 's'}" for s in shots]
-        return ", ".join(names)
+        return ", ".join(shots_phrase(s) for s in shots)
 
     supports, against = detected.loc[detected["estimate"] < 0, "shots"], detected.loc[detected["estimate"] >= 0, "shots"]
     parts = []
@@ -74,10 +74,10 @@ def headline(table: pd.DataFrame, alpha: float = ALPHA) -> str | None:
     if len(against):
         parts.append(f"detected against the claim (LP loses more) at {said(against)}")
     verdict_text = "; ".join(parts) if parts else "not detected at any shot count"
-    shots = [str(s) for s in rows["shots"]]
+    shots = [shots_text(s) for s in rows["shots"]]
     last = rows.iloc[shots.index("full")] if "full" in shots else rows.iloc[-1]
     lo, hi = (last["ci_low_adj"], last["ci_high_adj"]) if "ci_low_adj" in last else (last["ci_low"], last["ci_high"])
-    where = "on full data" if str(last["shots"]) == "full" else f"at {last['shots']} shots"
+    where = f"{'on' if shots_text(last['shots']) == 'full' else 'at'} {shots_phrase(last['shots'])}"
     return (f"Does sparsity cost visual prompting more than linear probing? {verdict_text[0].upper()}{verdict_text[1:]}; "
             f"{where} VP's accuracy changes by {100 * last['estimate']:+.1f} points per halving of the weights "
             f"relative to LP's (simultaneous 95% interval {100 * lo:+.1f} to {100 * hi:+.1f}).")

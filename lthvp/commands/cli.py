@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from lthvp.commands.cli_common import every_store_arg, open_store, positive_int, progress_bar, store_path
-from lthvp.results.config import ARMS
+from lthvp.results import shots
+from lthvp.results.config import ARMS, RunConfig
+from lthvp.results.presets import MINI
 
 
 def _family(text: str) -> int | None:
@@ -37,7 +39,7 @@ def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
     p.add_argument("--method", default=["vp", "lp"] if many else "vp", choices=["vp", "map", "lp"], nargs=nargs,
                    help="vp: ILM-VP; map: its label mapping with the prompt frozen (baseline); lp: linear probe")
     p.add_argument("--level", type=int, default=list(range(9)) if many else 0, nargs=nargs)
-    p.add_argument("--shots", default=["1", "2", "5", "10", "full"] if many else "full", nargs=nargs,
+    p.add_argument("--shots", type=shots.arg, default=shots.options(MINI) if many else "full", nargs=nargs,
                    help="shots per class (an int) or 'full'")
     p.add_argument("--seed", type=int, default=[0] if many else 0, nargs=nargs)
     p.add_argument("--family", type=_family, default=[0] if many else 0, nargs=nargs,
@@ -61,8 +63,6 @@ def _config_args(p: argparse.ArgumentParser, many: bool) -> None:
 
 def _configs(args, many: bool):
     from itertools import product
-
-    from lthvp.results.config import RunConfig
 
     common = dict(preset=args.preset, arm=args.arm, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                   image_size=args.image_size, mapping=args.mapping, assignment=args.assignment,
@@ -139,7 +139,7 @@ def cmd_sweep(args) -> int:
             if error is not None:
                 bar.write(f"{state} {sub.configs[jid]}: {error}", file=sys.stderr)
         bar.update(len(ran))
-        bar.set_postfix_str(f"{cfg.method} L{cfg.level} {cfg.shots}-shot x{len(ran)}")
+        bar.set_postfix_str(f"{cfg.method} L{cfg.level} {shots.label(cfg.shots)} x{len(ran)}")
 
     try:
         report = drain_local(sub, store, queue, finished)
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p, many=True)
     p.add_argument("--random-levels", type=int, nargs="*", default=[],
                    help="also run the random-pruning arm at these levels")
-    p.add_argument("--random-shots", nargs="+", default=["full"], help="shots for the random arm")
+    p.add_argument("--random-shots", type=shots.arg, nargs="+", default=["full"], help="shots for the random arm")
     p.add_argument("--shard", default="0/1", help="run every N-th config starting at K (K/N), e.g. one per GPU")
     p.add_argument("--dask", default=None, metavar="tcp://HOST:PORT|local:N",
                    help="run on Dask: a running scheduler, or N local worker processes (docs/DISTRIBUTED.md)")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lthvp.commands.cli_common import open_store
+from lthvp.results import shots
 
 
 def add_parser(sub) -> None:
@@ -17,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", default="digits")
     p.add_argument("--method", nargs="+", default=["vp", "lp"], choices=["vp", "map", "lp"])
     p.add_argument("--level", type=int, required=True, help="the sparse level compared with dense (level 0)")
-    p.add_argument("--shots", default="full", help="shots per class (1, 5, 10, ... or full)")
+    p.add_argument("--shots", type=shots.arg, default="full", help="shots per class (1, 5, 10, ... or full)")
     p.add_argument("--arm", default="ticket", help="ticket (IMP) or random; the dense reference is ticket level 0")
     p.add_argument("--family", nargs="+", default=None,
                    help="only these ticket families (seeds, or 'legacy'); default: every numbered family")

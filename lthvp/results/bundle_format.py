@@ -35,6 +35,7 @@ from lthvp.results.provenance import now_iso, provenance
 from lthvp.results.record_schema import RecordError
 from lthvp.results.run_record import RunRecord
 from lthvp.results.safe_files import printable
+from lthvp.results.shots import sort_key as shots_sort_key
 
 FORMAT = "lthvp-bundle"
 VERSION = 2  # what export writes; read_bundle reads 1 and 2
@@ -57,7 +58,7 @@ def _order(config: dict) -> tuple:
     shots = config.get("shots")
     return (str(config.get("dataset")), str(config.get("preset")), -1 if config.get("family") is None
             else config["family"], str(config.get("arm")), config.get("level", 0), str(config.get("method")),
-            (1, 0) if shots == "full" else (0, shots), config.get("seed", 0), json.dumps(config, sort_keys=True))
+            shots_sort_key(shots), config.get("seed", 0), json.dumps(config, sort_keys=True))
 
 
 class _Writer:

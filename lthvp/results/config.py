@@ -14,6 +14,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from lthvp.results.shots import FULL, Shots, parse as parse_shots
+
 METHODS = ("vp", "map", "lp")  # "map": VP's label mapping with the prompt frozen at its start
 MAPPINGS = ("ilm", "flm", "rlm")
 ASSIGNMENTS = ("greedy", "hungarian")
@@ -22,7 +24,6 @@ ASSIGNMENTS = ("greedy", "hungarian")
 # (lthvp.tickets.arms): one-shot magnitude / L1 filter pruning with and without fine-tuning, int8/int4 weights.
 ARMS = ("ticket", "random", "control", "oneshot", "oneshot_noft", "structured", "structured_noft", "quant8", "quant4")
 PRUNED_ARMS = ("random", "oneshot", "oneshot_noft", "structured", "structured_noft")  # level 0 would be dense
-FULL = "full"
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast for VP's steps and passes (the test pass stays fp32); docs/BENCHMARKS.md
 # Plausible maxima, refused at entry (CLI, Run page, bundles) instead of overflowing or allocating later: an lr
 # of 1e299 overflowed Adam's update; 1e8 epochs would run for years. The shipped studies use lr <= 0.1,
@@ -32,19 +33,6 @@ MAX_EPOCHS = 10_000
 MAX_STEPS = 1_000_000
 MAX_LEVEL = 100  # IMP levels: 0.8 ** 100 of the weights would be ~2e-10
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # preset and dataset names
-
-
-def parse_shots(value: int | str) -> int | str:
-    """Shots are a positive int per class or the string 'full' (a digit string is read as an int)."""
-    if isinstance(value, str):
-        if value.strip().lower() == FULL:
-            return FULL
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"shots must be an integer >= 1 or 'full', got {value!r}")
-    if value < 1:
-        raise ValueError(f"shots must be >= 1 or 'full', got {value}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -59,7 +47,7 @@ class RunConfig:
     dataset: str = "digits"
     method: str = "vp"
     level: int = 0
-    shots: int | str = FULL
+    shots: Shots = FULL  # int >= 1 or "full", parsed by lthvp.results.shots
     seed: int = 0
     arm: str = "ticket"
     epochs: int | None = None

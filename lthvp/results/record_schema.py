@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import io
 import json
 import math
 import re
 import struct
 
+from lthvp.results import shots
 from lthvp.results.config import RunConfig
+from lthvp.results.record_fields import FIELDS, OPTIONAL, REQUIRED  # noqa: F401 (re-exported)
 from lthvp.results.record_consistency import Bad as _Bad, check_consistency  # (field, message); the whole record
 from lthvp.results.predictions import MAX_PREDICTION_VALUES, PredictionError, decode_probs
 
@@ -26,11 +27,7 @@ METRICS = ("accuracy", "ece", "mce", "nll", "brier")
 RELIABILITY = ("bin_lower", "bin_upper", "count", "accuracy", "confidence")
 SCALED_REQUIRED = ("temperature",) + METRICS
 SCALED_OPTIONAL = ("val_nll_before", "val_nll_after")
-REQUIRED = ("hash", "config", "metrics", "reliability", "remaining_fraction")
-OPTIONAL = ("scaled", "predictions", "n_test", "n_train", "n_val", "per_class_accuracy", "classes", "sparsity",
-            "ticket", "best_epoch", "curves", "mapping", "mapping_history", "prompt_png", "prompt_shift", "steps",
-            "timings", "provenance")
-FIELDS = REQUIRED + OPTIONAL
+# the fields: RunRecord's dataclass fields (REQUIRED: those without a default)
 RUNTIME = ("cached",)  # flags of a returned result: dropped, never stored
 
 MAX_RECORD_BYTES = 2 * 1024 * 1024  # the record's JSON apart from its prediction arrays
@@ -273,6 +270,9 @@ def validate_record(record, name: str | None = None) -> dict:
     return clean
 
 
+_CONFIG_DEFAULTS = RunConfig().to_dict()  # defaults of every config field, from the dataclass
+
+
 def stored_problem(key: str, text: str | None, has_row: bool) -> str | None:
     """What is wrong with the result stored under ``key`` (its JSON text), or None."""
     if text is None:
@@ -287,10 +287,11 @@ def stored_problem(key: str, text: str | None, has_row: bool) -> str | None:
 
 
 def flat_row(record: dict) -> dict:
-    """The tabular view of one result: config (defaults where older records lack a field), metrics, timing."""
+    """The tabular view of one result: config (RunConfig's defaults where older records lack a field; shots as
+    canonical text, :func:`lthvp.results.shots.text`), metrics, timing."""
     scaled = record.get("scaled") or {}
-    return {"hash": record["hash"], **{f.name: f.default for f in dataclasses.fields(RunConfig)}, **record["config"],
-            "shots": str(record["config"]["shots"]), **{k: record["metrics"][k] for k in METRICS},
+    return {"hash": record["hash"], **_CONFIG_DEFAULTS, **record["config"], "shots": shots.text(record["config"]["shots"]),
+            **{k: record["metrics"][k] for k in METRICS},
             **{f"ts_{k}": scaled.get(k) for k in ("ece", "mce", "nll", "brier")},
             "temperature": scaled.get("temperature"), "prompt_shift": record.get("prompt_shift"),
             "remaining_fraction": record["remaining_fraction"], "best_epoch": record.get("best_epoch"),

@@ -76,7 +76,7 @@ def _register_old(store: ResultStore, path: Path, digest: str, progress) -> None
     except BundleError:
         return  # imported once, unreadable now: nothing to describe
     studies.register(store, path.name, digest, [r.hash for r in records], "shipped",
-                     {r.hash: r.config for r in records})
+                     {r.hash: r.stored_config() for r in records})
 
 
 def added_count(message: str) -> int:

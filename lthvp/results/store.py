@@ -171,7 +171,7 @@ class ResultStore:
         except store_budget.BudgetError as err:
             raise BundleError(str(err)) from None
         return ImportReport(added=[r.hash for r in new], skipped=[r.hash for r in records if r.hash in stored],
-                            configs={r.hash: (r.config, r.metrics) for r in records})
+                            configs={r.hash: (r.stored_config(), r.metrics) for r in records})
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from lthvp.results import shots
 from lthvp.results.provenance import now_iso
 from lthvp.results.safe_files import printable
 
@@ -26,7 +27,6 @@ PROTOCOL = ("preset", "epochs", "steps", "lr", "batch_size", "image_size", "mapp
             "precision", "val_per_class")
 _HASH = re.compile(r"[0-9a-f]{16}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_SHOTS = {"1": 0, "2": 1, "5": 2, "10": 3, "full": 99}
 
 
 class StudyError(ValueError):
@@ -38,8 +38,7 @@ def family_key(value) -> str:
     return "legacy" if value is None else str(int(value))
 
 
-def shots_key(value) -> tuple:
-    return (_SHOTS.get(str(value), 50), str(value))
+shots_key = shots.sort_key  # numeric, 'full' last (lthvp.results.shots)
 
 
 @dataclass(frozen=True)
@@ -151,13 +150,13 @@ def derive_design(records: Iterable[dict]) -> Design:
     protocols = Counter()
     for c in configs:
         text = ", ".join(f"{k}={c.get(k)}" for k in PROTOCOL if c.get(k) is not None)
-        protocols[(str(c.get("method")), str(c.get("shots")), text)] += 1
+        protocols[(str(c.get("method")), shots.text(c.get("shots")), text)] += 1
     return Design(
         runs=len(configs), datasets=values("dataset"), methods=values("method"), arms=values("arm"),
         families=tuple(sorted({family_key(c.get("family")) for c in configs},
                               key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0))),
         levels=tuple(int(v) for v in values("level")),
-        shots=tuple(sorted({str(c.get("shots")) for c in configs}, key=shots_key)),
+        shots=tuple(sorted({shots.text(c.get("shots")) for c in configs}, key=shots_key)),
         seeds=tuple(int(v) for v in values("seed")),
         protocols=tuple((m, s, p, n) for (m, s, p), n in sorted(protocols.items(), key=lambda kv: (
             kv[0][0], shots_key(kv[0][1]), -kv[1]))),

@@ -160,6 +160,66 @@ def _axis_ref(name: str) -> str:
     return name.replace("axis", "")  # 'xaxis2' -> 'x2'
 
 
+def _drawn(trace, letter: str):
+    """The numbers a scatter or bar trace draws along ``letter`` (x or y), error bars and a bar's
+    base at 0 included; None for other trace types or categorical values (no range then)."""
+    import numpy as np
+
+    if trace.type not in ("scatter", "scattergl", "bar") or trace[letter] is None:
+        return None
+    try:
+        v = np.asarray(trace[letter], dtype=float)
+        out = [v]
+        err = trace[f"error_{letter}"]
+        if err.visible is not False and err.array is not None:
+            plus = np.asarray(err.array, dtype=float)
+            minus = np.asarray(err.arrayminus, dtype=float) if err.arrayminus is not None and err.symmetric is not True else plus
+            out += [v + plus, v - minus]
+    except (TypeError, ValueError):  # categories, or error arrays of another length
+        return None
+    if trace.type == "bar" and (trace.orientation or "v") == ("v" if letter == "y" else "h"):
+        out.append(np.zeros(1))
+    return np.concatenate([o.ravel() for o in out])
+
+
+def shared_ranges(fig: go.Figure, letter: str = "y") -> dict[str, list[float]]:
+    """Axis name -> the range of the group of axes it shares (``matches``) in ``fig``: the group's
+    own range when set, else the span of everything its traces draw plus 5%, in log10 units on a
+    log axis. What plotly's autorange gives the panels drawn together, so split panels keep it."""
+    import numpy as np
+
+    names = [k for k in fig.layout if re.fullmatch(f"{letter}axis\\d*", k)]
+    root = {}
+    for name in names:
+        ref, seen = _axis_ref(name), set()
+        while fig.layout[ref.replace(letter, f"{letter}axis", 1)].matches and ref not in seen:
+            seen.add(ref)
+            ref = fig.layout[ref.replace(letter, f"{letter}axis", 1)].matches
+        root[name] = ref
+    out = {}
+    for ref in set(root.values()):
+        group = [n for n in names if root[n] == ref]
+        head = fig.layout[ref.replace(letter, f"{letter}axis", 1)]
+        if len(group) < 2:
+            continue
+        if head.range is not None:
+            out.update({n: list(head.range) for n in group})
+            continue
+        refs = {_axis_ref(n) for n in group}
+        drawn = [_drawn(t, letter) for t in fig.data if (t[f"{letter}axis"] or letter) in refs]
+        if not drawn or any(d is None for d in drawn):
+            continue
+        v = np.concatenate(drawn)
+        v = np.log10(v[v > 0]) if head.type == "log" else v
+        v = v[np.isfinite(v)]
+        if not len(v):
+            continue
+        lo, hi = float(v.min()), float(v.max())
+        pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 1.0
+        out.update({n: [lo - pad, hi + pad] for n in group})
+    return out
+
+
 def split_panels(fig: go.Figure, panel_height: int = 380) -> list[go.Figure]:
     """One figure per subplot of a make_subplots figure with several columns (row by row), each
     with its panel's traces, axes, title and annotations; axes that were shared keep the common
@@ -168,6 +228,7 @@ def split_panels(fig: go.Figure, panel_height: int = 380) -> list[go.Figure]:
     if cols < 2:
         return [fig]
     titles = [a for a in fig.layout.annotations if _is_subplot_title(a)]
+    ranges = shared_ranges(fig, "y")  # shared y axes: the row's common range, so stacked panels compare
     panels, legend_seen = [], set()
     for r in range(1, rows + 1):
         for c in range(1, cols + 1):
@@ -198,6 +259,8 @@ def split_panels(fig: go.Figure, panel_height: int = 380) -> list[go.Figure]:
                 axis = fig.layout[src].to_plotly_json()
                 for k in ("domain", "anchor", "matches", "scaleanchor", "overlaying", "showticklabels"):
                     axis.pop(k, None)
+                if src in ranges:
+                    axis.update(range=ranges[src], autorange=False)
                 part.layout[dst] = axis
             xdom, ydom = fig.layout[xname].domain, fig.layout[yname].domain
             heading = [a.text for a in titles if xdom[0] <= a.x <= xdom[1] and abs(a.y - ydom[1]) < 0.05]

@@ -15,6 +15,7 @@ import pandas as pd
 from lthvp.compute import jobs as J
 from lthvp.compute.jobs import JobQueue
 from lthvp.paths import REPO_ROOT, default_store_dir, shipped_bundle_dir  # noqa: F401  (pages call db.shipped_bundle_dir)
+from lthvp.results import shots
 from lthvp.results.presets import get_preset
 from lthvp.results.seeding import open_seeded_store
 from lthvp.results.store import ResultStore
@@ -22,7 +23,6 @@ from lthvp.ui.seed_progress import banner_messages, seed_with_progress
 from lthvp.ui.family_select import family_filter, several_families, single_family  # noqa: F401  (pages use them)
 from lthvp.ui.linked_widgets import linked  # noqa: F401  (pages call db.linked)
 
-SHOTS = ["1", "2", "5", "10", "full"]
 METHODS = ["vp", "map", "lp"]
 
 
@@ -195,7 +195,7 @@ def results() -> pd.DataFrame:
     df = res()[2](str(store_dir()), s.version)
     if not df.empty:
         df = df.copy()
-        df["shots"] = df["shots"].astype(str)
+        df["shots"] = df["shots"].map(shots.text)  # the canonical text (lthvp.results.shots)
     return df
 
 
@@ -219,7 +219,7 @@ def find_record(df: pd.DataFrame, **match) -> dict | None:
         return None
     mask = pd.Series(True, index=df.index)
     for k, v in match.items():
-        mask &= df[k].astype(str) == str(v)
+        mask &= df[k] == (shots.text(v) if k == "shots" else v)
     rows = df[mask].sort_values("created", ascending=False) if "created" in df else df[mask]
     return record(rows["hash"].iloc[0]) if len(rows) else None
 
@@ -257,8 +257,6 @@ def ticket_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 def shot_select(part: pd.DataFrame, column) -> str:
     """One shot count (default: the best-covered one)."""
-    from lthvp.analysis.report import shots_label, shots_order
-
-    shots_all = shots_order(part["shots"].unique())
+    shots_all = shots.order(part["shots"].unique())
     return linked(column, "selectbox", "Shots per class", shots_all, "shot", part["shots"].value_counts().idxmax(),
-                  format_func=shots_label)
+                  format_func=shots.label)

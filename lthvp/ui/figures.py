@@ -17,6 +17,7 @@ from lthvp.analysis.report import shots_label, shots_order
 from lthvp.analysis.effects import effects
 from lthvp.analysis.findings import findings_markdown
 from lthvp.analysis.subpop_report import subpopulations_markdown
+from lthvp.results.shots import parse as parse_shots, text as shots_text
 from lthvp.results.store import flat_row, read_bundle
 from lthvp.ui import plots, prompt_plots, reliability_plots
 from lthvp.ui.effect_plots import forest_figure
@@ -27,9 +28,9 @@ def bundle_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def pick(records: list[dict], **config) -> dict:
-    """The one record whose config matches ``config`` (shots compared as strings)."""
-    want = {k: str(v) for k, v in config.items()}
-    hits = [r for r in records if all(str(r["config"].get(k)) == v for k, v in want.items())]
+    """The one record whose config matches ``config`` (shots in any spelling: lthvp.results.shots)."""
+    want = {k: parse_shots(v) if k == "shots" else v for k, v in config.items()}
+    hits = [r for r in records if all(r["config"].get(k) == v for k, v in want.items())]
     if len(hits) != 1:
         raise ValueError(f"{len(hits)} records match {config}")
     return hits[0]
@@ -76,7 +77,7 @@ def budget_table(records: list[dict], dataset: str = "digits") -> str:
         half = points[-1][0] / 2
         first = [acc for at, acc in points if at <= half]
         if first:
-            rows.append({"method": c["method"], "shots": str(c["shots"]),
+            rows.append({"method": c["method"], "shots": shots_text(c["shots"]),
                          "gain": 100 * (max(acc for _, acc in points) - max(first))})
     if not rows:
         return ""

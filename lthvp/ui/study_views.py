@@ -79,7 +79,7 @@ def study_scope(df: pd.DataFrame) -> tuple[pd.DataFrame, S.Study | None]:
     return out, study
 
 
-def unequal_warning(agg: pd.DataFrame) -> None:
+def unequal_warning(agg: pd.DataFrame, where: str = "ringed in the chart") -> None:
     """A visible warning naming the cells of ``agg`` (plots.with_replication) with unequal replication."""
     import streamlit as st
 
@@ -91,9 +91,98 @@ def unequal_warning(agg: pd.DataFrame) -> None:
     names = {"vp": "VP", "map": "mapping only", "lp": "LP"}
     lines = [f"{names.get(r.method, r.method)} {shots_label(r.shots)} L{r.level}"
              + ("" if r.arm == "ticket" else f" {r.arm}") + f": {r.replication}" for r in odd.head(6).itertuples()]
-    st.warning(f"Unequal replication in {len(odd)} cell{'s' if len(odd) != 1 else ''} (ringed in the chart): "
+    st.warning(f"Unequal replication in {len(odd)} cell{'s' if len(odd) != 1 else ''}"
+               + (f" ({where})" if where else "") + ": "
                + plain("; ".join(lines), 900) + ("; …" if len(odd) > 6 else "")
                + ". Their means weigh families unlike the other cells'.", icon=":material/warning:")
+
+
+def study_only() -> bool:
+    """Whether the sidebar's "Study runs only" toggle is on (its default) on this run of the page."""
+    import streamlit as st
+
+    return bool(st.session_state.get("study_only", True))
+
+
+def scope_caption(study: S.Study | None, df: pd.DataFrame, what: str = "The analysis") -> None:
+    """One line under a page's title saying which runs its numbers come from."""
+    import streamlit as st
+
+    if study is None:
+        return
+    name = plain(study.name, 80)
+    if study_only():
+        st.caption(f"{what} uses only the planned runs of study {name} ({len(df):,} runs); runs added to its "
+                   "cells later are left out (sidebar: **Study runs only**).")
+    else:
+        extra = int((~df["in_study"]).sum()) if "in_study" in df else 0
+        st.caption(f"{what} uses every stored run: study {name}'s planned runs and {extra} other"
+                   f"{'s' if extra != 1 else ''} (marked ★ where runs are listed).")
+
+
+def cell_warning(df: pd.DataFrame, metric: str, where: str = "") -> pd.DataFrame:
+    """The replication (lthvp.analysis.replicates) of every cell of ``df`` for ``metric``; warns,
+    naming them, about cells whose families do not hold the same seeds once each."""
+    from lthvp.analysis import replicates
+
+    reps = replicates.replication_table(df, metric)
+    unequal_warning(reps, where)
+    return reps
+
+
+def marked(df: pd.DataFrame, column: str = "seed") -> dict:
+    """value -> label for a picker over ``column``: a value only runs added after the study hold is starred."""
+    if "in_study" not in df or df["in_study"].all():
+        return {}
+    held = df.groupby(df[column].astype(str))["in_study"].any()
+    return {k: f"{k} ★ added after the study" for k, v in held.items() if not v}
+
+
+def replication_hover(fig, reps: pd.DataFrame) -> None:
+    """Put each (method, level) bar's true replication (``reps``: replicates.replication_table) in
+    its hover, in place of a bare run count."""
+    from lthvp.ui.plots import METHOD_NAMES
+
+    method_of = {v: k for k, v in METHOD_NAMES.items()}
+    text = {(str(r.method), int(r.level)): r.replication for r in reps.itertuples()}
+    for trace in fig.data:
+        method = method_of.get(trace.name, trace.name)
+        trace.customdata = [text.get((method, int(str(x).split()[0][1:])), "") for x in trace.x]
+        trace.hovertemplate = "%{x}: %{y:.3f}<br>%{customdata}<extra></extra>"
+
+
+_EFFECTS = None
+
+
+def _effects_cache():
+    """lthvp.analysis.effects over one study's planned runs, cached per store version and choice."""
+    global _EFFECTS
+    if _EFFECTS is None:
+        import streamlit as st
+
+        @st.cache_data(show_spinner="Computing effects over the study's runs…", max_entries=16)
+        def compute(directory: str, version: int, metric: str, dataset: str, families: tuple, digest: str):
+            from lthvp.analysis.effects import effects
+            from lthvp.analysis.pairing import family_keys
+
+            (study,) = [s for s in registry()[0] if s.digest == digest]
+            df = db.results()
+            keep = df["hash"].isin(set(study.members)) & pd.Series([f in families for f in family_keys(df["family"])], index=df.index)
+            return effects(df[keep], metric, dataset)
+
+        _EFFECTS = compute
+    return _EFFECTS
+
+
+def effects_table(metric: str, dataset: str, shown: pd.DataFrame, study: S.Study | None) -> pd.DataFrame:
+    """The Effects contrasts over the runs a page shows: the study's planned runs with "Study runs
+    only" on, else every stored run of the shown families (lthvp.ui.dashboard.effects_table)."""
+    if study is None or not study_only():
+        return db.effects_table(metric, dataset, shown)
+    from lthvp.analysis.pairing import family_keys
+
+    families = tuple(sorted(set(family_keys(shown["family"]))))
+    return _effects_cache()(str(db.store_dir()), db.store().version, metric, dataset, families, study.digest)
 
 
 def design_rows(study: S.Study, df: pd.DataFrame) -> pd.DataFrame:
