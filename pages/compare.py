@@ -18,15 +18,6 @@ app_frame.ensure_frame()
 HIGHLIGHT = "background-color: #ffd54f; color: #1a1a1a; font-weight: 600"  # readable in light and dark themes
 
 
-def drawn(what: str, draw) -> None:
-    """Draw one part; records this page cannot draw (older schemas) give a warning, never a page error."""
-    try:
-        draw()
-    except Exception as err:  # st.stop() and reruns are BaseExceptions and pass through
-        st.warning(f"The runs' {what} cannot be drawn ({type(err).__name__}); skipped. "
-                   "`python -m lthvp store check` lists stored records that fail today's schema.")
-
-
 st.title("Compare runs")
 df = db.results()
 if df.empty:
@@ -70,7 +61,7 @@ with st.expander(f"Shared by all {len(records)} runs ({len(diff.shared)} fields)
 st.subheader("Training curves")
 left, right = st.columns(2)  # side by side; stacked on a narrow screen
 for panel, where in (("accuracy", left), ("loss", right)):
-    drawn("training curves", lambda panel=panel, where=where: charts.show(
+    db.drawn("The runs' training curves", lambda panel=panel, where=where: charts.show(
         compare_views.curves_overlay(records, panel), f"cmp_{panel}", where=where))
 st.caption("Validation solid, training dotted; a star marks each run's chosen epoch (by validation accuracy).")
 
@@ -78,10 +69,10 @@ st.subheader("Reliability")
 layout = st.radio("Reliability diagrams", ["overlaid", "side by side"], key="rel_layout", bind="query-params",
                   horizontal=True)
 if layout == "overlaid":
-    drawn("reliability curves", lambda: charts.show(compare_views.reliability_overlay(records), "cmp_rel"))
+    db.drawn("The runs' reliability curves", lambda: charts.show(compare_views.reliability_overlay(records), "cmp_rel"))
 else:
     for i, fig in enumerate(compare_views.reliability_rows(records)):
-        drawn("reliability diagrams", lambda fig=fig, i=i: charts.show(fig, f"cmp_rel_{i}"))
+        db.drawn("The runs' reliability diagrams", lambda fig=fig, i=i: charts.show(fig, f"cmp_rel_{i}"))
 st.caption("Accuracy per confidence bin against the diagonal; the ECE is computed from the drawn bin table.")
 
 st.subheader("Prompts")
@@ -98,4 +89,4 @@ def prompts() -> None:
         st.caption("No learned prompt (LP, or a record without one): " + plain("; ".join(without), 400))
 
 
-drawn("prompts", prompts)
+db.drawn("The runs' prompts", prompts)

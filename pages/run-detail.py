@@ -14,16 +14,6 @@ from lthvp.ui import plots, prompt_plots, reliability_plots, run_search, units
 app_frame.ensure_frame()
 
 
-def drawn(what: str, draw) -> None:
-    """Draw one part of the run; a stored record this page cannot draw (written before the record
-    schema checked whole records) is a warning and the part is skipped, never a page error."""
-    try:
-        draw()
-    except Exception as err:  # st.stop() and reruns are BaseExceptions and pass through
-        st.warning(f"This run's {what} cannot be drawn ({type(err).__name__}); skipped. "
-                   "`python -m lthvp store check` lists stored records that fail today's schema.")
-
-
 st.title("Run")
 df = db.results_or_stop()
 
@@ -113,13 +103,13 @@ if dense is not None and dense["hash"] != key:
                 f"(this run {100 * d:+.2f} points); [open it](?hash={dense['hash']})")
 
 left, right = st.columns(2)
-drawn("training curves", lambda: charts.show(prompt_plots.curves_figure(rec), "curves", where=left))
+db.drawn("This run's training curves", lambda: charts.show(prompt_plots.curves_figure(rec), "curves", where=left))
 chosen = next((r.get("steps") for r in rec.get("curves") or [] if r.get("epoch") == rec.get("best_epoch")), None)
 left.caption(f"Chosen round: {rec.get('best_epoch')}" + (f" (after {chosen} steps)" if chosen is not None else "")
              + f", by validation accuracy, ties by validation NLL; budget: {units.budget_text(c)}"
              + (f", {rec['steps']} steps ran" if rec.get("steps") is not None else "")
              + f"; validation images: {rec.get('n_val')}; training images: {rec.get('n_train')}.")
-drawn("reliability diagram", lambda: charts.show(
+db.drawn("This run's reliability diagram", lambda: charts.show(
     reliability_plots.reliability_figure([(plots.record_label(rec), rec)], height=360), "rel", where=right))
 
 if rec.get("prompt_png"):
@@ -131,10 +121,10 @@ if rec.get("prompt_png"):
         st.caption(f"Mean distance of the border from its grey start: {255 * rec['prompt_shift']:.1f}/255.")
 if rec.get("mapping"):
     st.subheader("Label mapping (target class → source class)")
-    drawn("label mapping", lambda: st.dataframe(units.mapping_frame(rec), hide_index=True))
+    db.drawn("This run's label mapping", lambda: st.dataframe(units.mapping_frame(rec), hide_index=True))
 
 st.subheader("Per-class test accuracy")
-drawn("per-class accuracy", lambda: st.dataframe(
+db.drawn("This run's per-class accuracy", lambda: st.dataframe(
     units.per_class_table(rec), hide_index=True,
     column_config={"accuracy (%)": st.column_config.NumberColumn(format="%.1f")}))
 

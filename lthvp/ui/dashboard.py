@@ -224,6 +224,17 @@ def find_record(df: pd.DataFrame, **match) -> dict | None:
     return record(rows["hash"].iloc[0]) if len(rows) else None
 
 
+def drawn(part: str, draw) -> None:
+    """Draw one part of a page; a stored record the page cannot draw (written before the record
+    schema checked whole records) gives a warning naming ``part`` ("This run's training curves")
+    and the part is skipped, never a page error."""
+    try:
+        draw()
+    except Exception as err:  # st.stop() and reruns are BaseExceptions and pass through
+        _st().warning(f"{part} cannot be drawn ({type(err).__name__}); skipped. "
+                      "`python -m lthvp store check` lists stored records that fail today's schema.")
+
+
 def empty_state(what: str = "results") -> None:
     st = _st()
     st.info(f"No {what} in the store yet ({store_dir()}). Import a bundle on the **Bundles** page or "
