@@ -23,6 +23,18 @@ from lthvp.tickets.family_index import (ARM_KEYS, FAMILY_FILE, FamilyError, Fami
 from lthvp.tickets.sparsity import Masks, assert_masked
 from lthvp.tickets.ticketfile import load_ticket_file, save_ticket_file
 
+def _adds_random_levels(recorded: dict | None, settings: dict) -> bool:
+    """True when ``settings`` differ from the recorded ones only by random-arm levels added to the
+    recorded list: a random member depends only on its IMP level's counts and its own seed, so
+    adding one (say, the deepest level after a family was deepened) changes no built member."""
+    if not isinstance(recorded, dict) or not isinstance(settings, dict):
+        return False
+    old, new = recorded.get("random_levels"), settings.get("random_levels")
+    if not isinstance(old, list) or not isinstance(new, list) or new[:len(old)] != old or new == old:
+        return False
+    return {**recorded, "random_levels": new} == settings
+
+
 class TicketFamily(FamilyIndex):
     """Reads a family; every level is checked against its recorded sha256 before use."""
 
@@ -41,6 +53,8 @@ class FamilyWriter(TicketFamily):
         path = self.directory / FAMILY_FILE
         if path.exists():
             self._info = json.loads(path.read_text())
+            if _adds_random_levels(self._info.get("settings"), settings):
+                self._info["settings"] = settings  # the random arm grows; every built member stays as it was
             if self._info.get("settings") != settings or self._info.get("builder") != header.get("builder"):
                 raise FamilyError(f"{self.directory} holds a family built by {self._info.get('builder')} with other "
                                   f"settings ({self._info.get('settings')}); use another directory")
