@@ -150,12 +150,13 @@ PRESETS["paper"] = Preset(
 # on validation (docs/SOURCES.md: glyphs), families in tickets/mini3/family_<seed>/. IMP prunes 40% of
 # the remaining weights per level (level 6 keeps 4.7%); the recipe allows levels up to 9 (1.0%) so a
 # family can be deepened later without changing its recorded settings (`tickets --levels N` builds to N).
-# The VP protocol below is the pilot's (1,000 Adam steps at lr 0.1, image 24 in the 32 canvas); the
-# pilot's second stage fixes it on validation before the main sweep.
+# VP protocol, chosen on validation by the pilot's second stage (docs/SOURCES.md, "Pilot stage 2"):
+# lr 0.1, image 20 px in the 32 px canvas, a 1,000-step budget at k shots. The full-data budget is
+# the stage's last open choice (its 4,000-step runs decide it) and is set here before the main sweep.
 PRESETS["mini3"] = Preset(
     name="mini3", arch="resnet20_synth", family_dir=TICKETS_DIR / "mini3", canvas=32,
     vp_epochs=MINI.vp_epochs, vp_batch=MINI.vp_batch, lp_epochs=MINI.lp_epochs, lp_batch=MINI.lp_batch,
-    image_sizes={"*": 24}, vp_steps={1: 1000, 2: 1000, 5: 1000, 10: 1000, FULL: 1000}, fewshot_val=True,
+    image_sizes={"*": 20}, vp_steps={1: 1000, 2: 1000, 5: 1000, 10: 1000, FULL: 1000}, fewshot_val=True,
     family_vp_lr=0.1, source_classes=128,
     imp=IMPSettings(source_dataset="glyphs", train_images=10 ** 6, epochs=4, lr=0.1, levels=9, prune_fraction=0.4,
                     random_levels=(2, 4, 6)),
