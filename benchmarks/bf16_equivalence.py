@@ -13,7 +13,8 @@ are fixed here and in docs/BENCHMARKS.md before any pair exists:
   (family, target, shots, seed), with its 90% interval, TOST at +-1.0 point as well;
 * decision: bf16 becomes the v3 protocol on CPU only if all three are equivalent.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py --preset mini3 --levels 0 6
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py --families 0 --levels 0 9 --shots 1 5 10
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py --families 0 1 --levels 0 9   # all 56
 """
 
 from __future__ import annotations
@@ -25,19 +26,18 @@ from pathlib import Path
 from lthvp.analysis.equivalence import tost_paired
 from lthvp.compute.runner import run
 from lthvp.results.config import RunConfig
+from lthvp.results.shots import FULL
+from lthvp.results.shots import arg as shots_arg
 from lthvp.results.store import ResultStore
 
 MARGIN_POINTS = 1.0
 
 
-def plan(preset: str, families, levels, targets, shots, seeds) -> list[RunConfig]:
-    configs = []
-    for family, level, target in itertools.product(families, levels, targets):
-        cells = [(k, s) for k in shots for s in seeds] + [("full", 0)]
-        for k, s in cells:
-            configs.append(RunConfig(preset=preset, family=family, level=level, dataset=target, method="vp", shots=k,
-                                     seed=s))
-    return configs
+def plan(preset: str, families, levels, targets, shots, seeds, full_seeds) -> list[RunConfig]:
+    """Every pair's fp32 config, k-shot cells before full-data ones (the cheap part finishes first)."""
+    cells = [(k, s) for k in shots if k != FULL for s in seeds] + [(FULL, s) for s in full_seeds if FULL in shots]
+    return [RunConfig(preset=preset, family=family, level=level, dataset=target, method="vp", shots=k, seed=s)
+            for k, s in cells for family, level, target in itertools.product(families, levels, targets)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,13 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--levels", type=int, nargs=2, default=[0, 6], metavar=("DENSE", "DEEPEST"))
     ap.add_argument("--targets", nargs="+", default=["digits", "fashion_mnist_1k"])
-    ap.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--shots", type=shots_arg, nargs="+", default=[1, 5, 10, FULL],
+                    help="run a subset now and the rest later: stored runs are reused, and the table covers "
+                         "the pairs of this call")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="k-shot seeds")
+    ap.add_argument("--full-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--store", type=Path, default=Path("cache/runtime/bf16_equivalence"))
     a = ap.parse_args(argv)
     store = ResultStore(a.store)
     pairs = {}
-    for cfg in plan(a.preset, a.families, a.levels, a.targets, a.shots, a.seeds):
+    for cfg in plan(a.preset, a.families, a.levels, a.targets, a.shots, a.seeds, a.full_seeds):
         fp32 = run(cfg, store).record["metrics"]
         bf16 = run(cfg.replace(precision="bf16"), store).record["metrics"]
         pairs[(cfg.family, cfg.level, cfg.dataset, str(cfg.shots), cfg.seed)] = (fp32, bf16)

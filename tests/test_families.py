@@ -69,17 +69,18 @@ def test_writer_refuses_other_settings(tmp_path):
     assert json.loads((tmp_path / "family.json").read_text())["settings"] == {"seed": 0}
 
 
-def test_writer_lets_the_random_arm_grow_and_nothing_else(tmp_path):
+def test_writer_lets_a_family_deepen_and_its_random_arm_grow_and_nothing_else(tmp_path):
     header = {"preset": "mini", "arch": "resnet20", "builder": "imp"}
-    FamilyWriter(tmp_path, header, {"seed": 0, "random_levels": [2, 4]}).save_info()
-    grown = FamilyWriter(tmp_path, header, {"seed": 0, "random_levels": [2, 4, 9]})
-    assert grown.info["settings"]["random_levels"] == [2, 4, 9]
+    FamilyWriter(tmp_path, header, {"seed": 0, "levels": 6, "random_levels": [2, 4]}).save_info()
+    grown = FamilyWriter(tmp_path, header, {"seed": 0, "levels": 9, "random_levels": [2, 4, 9]})
+    assert grown.info["settings"] == {"seed": 0, "levels": 9, "random_levels": [2, 4, 9]}
     grown.save_info()
-    for other in ({"seed": 0, "random_levels": [2]}, {"seed": 0, "random_levels": [4, 2, 9]},
-                  {"seed": 1, "random_levels": [2, 4, 9, 10]}):
+    for other in ({"seed": 0, "levels": 9, "random_levels": [2]}, {"seed": 0, "levels": 9, "random_levels": [4, 2, 9]},
+                  {"seed": 0, "levels": 8, "random_levels": [2, 4, 9]},
+                  {"seed": 1, "levels": 10, "random_levels": [2, 4, 9, 10]}):
         with pytest.raises(FamilyError, match="other settings"):
             FamilyWriter(tmp_path, header, other)
-    assert json.loads((tmp_path / "family.json").read_text())["settings"] == {"seed": 0, "random_levels": [2, 4, 9]}
+    assert json.loads((tmp_path / "family.json").read_text())["settings"] == grown.info["settings"]
 
 
 def test_naming_rules():

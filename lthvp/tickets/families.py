@@ -23,16 +23,22 @@ from lthvp.tickets.family_index import (ARM_KEYS, FAMILY_FILE, FamilyError, Fami
 from lthvp.tickets.sparsity import Masks, assert_masked
 from lthvp.tickets.ticketfile import load_ticket_file, save_ticket_file
 
-def _adds_random_levels(recorded: dict | None, settings: dict) -> bool:
-    """True when ``settings`` differ from the recorded ones only by random-arm levels added to the
-    recorded list: a random member depends only on its IMP level's counts and its own seed, so
-    adding one (say, the deepest level after a family was deepened) changes no built member."""
-    if not isinstance(recorded, dict) or not isinstance(settings, dict):
+def _only_extends(recorded: dict | None, settings: dict) -> bool:
+    """True when ``settings`` differ from the recorded ones only by extending the family: a higher
+    ``levels`` cap (deeper IMP levels follow the same recipe from the last built one) or random-arm
+    levels appended to the recorded list (a random member depends only on its IMP level's counts
+    and its own seed). Neither changes a built member."""
+    if not isinstance(recorded, dict) or not isinstance(settings, dict) or recorded == settings:
         return False
-    old, new = recorded.get("random_levels"), settings.get("random_levels")
-    if not isinstance(old, list) or not isinstance(new, list) or new[:len(old)] != old or new == old:
+    old_random, new_random = recorded.get("random_levels"), settings.get("random_levels")
+    if old_random != new_random and not (isinstance(old_random, list) and isinstance(new_random, list)
+                                         and new_random[:len(old_random)] == old_random):
         return False
-    return {**recorded, "random_levels": new} == settings
+    old_levels, new_levels = recorded.get("levels"), settings.get("levels")
+    if old_levels != new_levels and not (isinstance(old_levels, int) and isinstance(new_levels, int)
+                                         and new_levels > old_levels):
+        return False
+    return {**recorded, "random_levels": new_random, "levels": new_levels} == settings
 
 
 class TicketFamily(FamilyIndex):
@@ -53,8 +59,8 @@ class FamilyWriter(TicketFamily):
         path = self.directory / FAMILY_FILE
         if path.exists():
             self._info = json.loads(path.read_text())
-            if _adds_random_levels(self._info.get("settings"), settings):
-                self._info["settings"] = settings  # the random arm grows; every built member stays as it was
+            if _only_extends(self._info.get("settings"), settings):
+                self._info["settings"] = settings  # deeper levels or more random members; built ones stay
             if self._info.get("settings") != settings or self._info.get("builder") != header.get("builder"):
                 raise FamilyError(f"{self.directory} holds a family built by {self._info.get('builder')} with other "
                                   f"settings ({self._info.get('settings')}); use another directory")
