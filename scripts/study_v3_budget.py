@@ -12,7 +12,7 @@ The unit costs are measurements, not guesses (docs/BENCHMARKS.md gives their sou
   (the families' unloaded rate); a one-shot member's fine-tuning: one epoch, 270 steps;
 * mapping-only and LP: a few CPU-seconds each (they reuse cached features and train no prompt).
 
-    python scripts/study_v3_budget.py --families 10 --levels 7 --random 3 --full-steps 2000 --bf16
+    python scripts/study_v3_budget.py --bf16 --full-steps 2000   # the v3 grid of docs/STUDY.md, bf16
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def vp_seconds(a: argparse.Namespace, target: str, shots, seeds: int) -> float:
 def project(a: argparse.Namespace) -> list[tuple[str, int, float]]:
     """Rows (component, VP runs or trainings, CPU-hours) for the grid the arguments describe."""
     targets, kshots = list(FULL_IMAGES_PER_1000_STEPS), list(KSHOT_IMAGES)
-    cells = a.levels + a.random  # IMP cells (level 0 included) plus random-arm cells
+    cells = a.levels  # IMP cells, level 0 included
     full_cells = cells if a.full_levels is None else a.full_levels
 
     def cost(n_cells, shots, seeds):  # (runs, CPU-s) over families and targets
@@ -47,8 +47,9 @@ def project(a: argparse.Namespace) -> list[tuple[str, int, float]]:
     kshot = [cost(cells, k, a.kshot_seeds) for k in kshots]
     full = cost(full_cells, "full", a.full_seeds)
     oneshot = [cost(a.oneshot_levels, 5, a.kshot_seeds), cost(a.oneshot_levels, "full", a.full_seeds)]
+    random = [cost(a.random, 5, a.kshot_seeds), cost(a.random, "full", a.full_seeds)]
     quant = [cost(4, k, a.kshot_seeds) for k in kshots] + [cost(4, "full", a.full_seeds)]  # int8/int4 x L0/deepest
-    vp_runs = sum(n for n, _ in kshot + [full] + oneshot + quant)
+    vp_runs = sum(n for n, _ in kshot + [full] + oneshot + random + quant)
     trainings = a.families * (a.deepest + 1 + a.random_built)
     family_s = (trainings * SOURCE_STEPS + a.families * a.oneshot_levels * FINETUNE_STEPS) * SOURCE_STEP_S
 
@@ -58,6 +59,7 @@ def project(a: argparse.Namespace) -> list[tuple[str, int, float]]:
     return [("ticket families (dense, IMP levels, random members, one-shot fine-tuning)", trainings, family_s / 3600),
             ("VP at 1, 5 and 10 shots", *total(kshot)),
             (f"VP on full data ({a.full_steps}-step budget)", *total([full])),
+            ("random arm VP at 5 shots and full data", *total(random)),
             ("one-shot arm VP at 5 shots and full data", *total(oneshot)),
             ("quant8 / quant4 VP at level 0 and the deepest level", *total(quant)),
             ("mapping-only and LP (2 per VP run)", 2 * vp_runs, 2 * vp_runs * CHEAP_RUN_S / 3600)]
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", type=int, default=10)
     ap.add_argument("--levels", type=int, default=7, help="IMP cells of the grid, level 0 included")
     ap.add_argument("--deepest", type=int, default=9, help="the deepest IMP level built (all are built)")
-    ap.add_argument("--random", type=int, default=3, help="random-arm cells of the grid")
+    ap.add_argument("--random", type=int, default=4, help="random-arm cells of the grid (at 5 shots and full data)")
     ap.add_argument("--random-built", type=int, default=4, help="random members built per family")
     ap.add_argument("--oneshot-levels", type=int, default=6)
     ap.add_argument("--kshot-seeds", type=int, default=5)
