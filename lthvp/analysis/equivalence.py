@@ -53,3 +53,27 @@ def tost_paired(differences, margin: float) -> TostResult:
     p_upper = float(stats.t.cdf((mean - margin) / se, n - 1))
     half = float(stats.t.ppf(0.95, n - 1)) * se
     return TostResult(n, mean, sd, margin, p_lower, p_upper, mean - half, mean + half)
+
+
+def best_case_p(differences, missing: int, margin: float) -> float:
+    """The smallest TOST p a design could still reach when ``missing`` of its planned pairs have
+    not run: if even the most favourable values for them leave p >= alpha, running them cannot
+    change the decision. For a given sum, equal values add the least variance, so the search is
+    over one common value (a fine grid over +-10x the observed range, then the best point)."""
+    d = np.asarray(differences, dtype=float)
+    if missing < 0:
+        raise ValueError(f"missing must be >= 0, got {missing}")
+    if missing == 0:
+        return tost_paired(d, margin).p
+    span = 10 * (float(np.abs(d).max()) + margin)
+    values = np.linspace(-span, span, 200_001)
+    n, k = len(d), missing
+    total = n + k
+    mean = (d.sum() + k * values) / total
+    ss = ((d[:, None] - mean[None, :]) ** 2).sum(axis=0) + k * (values - mean) ** 2
+    se = np.sqrt(ss / (total - 1)) / np.sqrt(total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.maximum(stats.t.sf((mean + margin) / se, total - 1), stats.t.cdf((mean - margin) / se, total - 1))
+    p = np.where(se > 0, p, np.where(np.abs(mean) < margin, 0.0, 1.0))
+    best = values[int(np.argmin(p))]
+    return min(float(p.min()), tost_paired(np.concatenate([d, np.full(k, best)]), margin).p)
