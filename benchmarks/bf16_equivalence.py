@@ -13,8 +13,11 @@ are fixed here and in docs/BENCHMARKS.md before any pair exists:
   (family, target, shots, seed), with its 90% interval, TOST at +-1.0 point as well;
 * decision: bf16 becomes the v3 protocol on CPU only if all three are equivalent.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py --families 0 --levels 0 9 --shots 1 5 10
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py --families 0 1 --levels 0 9   # all 56
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py --families 0 --shots 1 5 10  # one per core
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py --families 0 1 --shots 1 5 10  # the table
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_equivalence.py   # all 56 pairs
+
+Run on 2026-12-04 (k-shot pairs only; docs/BENCHMARKS.md): not equivalent, fp32 stays.
 """
 
 from __future__ import annotations
