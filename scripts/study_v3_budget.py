@@ -5,14 +5,15 @@ The unit costs are measurements, not guesses (docs/BENCHMARKS.md gives their sou
 * VP, per image of a training step (forward and backward, plus the run's share of mapping,
   validation and test passes): 3.4 ms fp32 at one thread, from ``benchmarks/bench_slice.py``'s
   old way (76.1 CPU-s per 5-seed cell of 200 steps over 1, 5 and 10 shots); bf16 x0.49 from the
-  same run (admitted only if the equivalence study says so);
+  same run (the equivalence study rejected it for v3: docs/BENCHMARKS.md);
 * images per run: ``images_seen`` of the pilot's stage-2 records (a 1,000-step budget at 10 shots
   runs 800 steps of 32 images; full digits 121,866 at 1,000 steps, Fashion 162,000);
 * a source training (one IMP level, a random member, the dense model): 1,080 SGD steps at 0.45 s
   (the families' unloaded rate); a one-shot member's fine-tuning: one epoch, 270 steps;
 * mapping-only and LP: a few CPU-seconds each (they reuse cached features and train no prompt).
 
-    python scripts/study_v3_budget.py --bf16 --full-steps 2000   # the v3 grid of docs/STUDY.md, bf16
+    python scripts/study_v3_budget.py --full-steps 2000   # the v3 grid of docs/STUDY.md (fp32)
+    python scripts/study_v3_budget.py --full-steps 2000 --families 8 --full-levels 4 --oneshot-levels 3  # every cut
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from lthvp.tickets.family_index import (ARM_KEYS, FAMILY_FILE, FamilyError, Fami
 from lthvp.tickets.sparsity import Masks, assert_masked
 from lthvp.tickets.ticketfile import load_ticket_file, save_ticket_file
 
+
 def _only_extends(recorded: dict | None, settings: dict) -> bool:
     """True when ``settings`` differ from the recorded ones only by extending the family: a higher
     ``levels`` cap (deeper IMP levels follow the same recipe from the last built one) or random-arm
