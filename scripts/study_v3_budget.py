@@ -12,8 +12,8 @@ The unit costs are measurements, not guesses (docs/BENCHMARKS.md gives their sou
   (the families' unloaded rate); a one-shot member's fine-tuning: one epoch, 270 steps;
 * mapping-only and LP: a few CPU-seconds each (they reuse cached features and train no prompt).
 
-    python scripts/study_v3_budget.py --full-steps 2000   # the v3 grid of docs/STUDY.md (fp32)
-    python scripts/study_v3_budget.py --full-steps 2000 --families 8 --full-levels 4 --oneshot-levels 3  # every cut
+    python scripts/study_v3_budget.py   # the v3 grid of docs/STUDY.md (fp32, full data 4,000 steps)
+    python scripts/study_v3_budget.py --families 8 --full-levels 4 --oneshot-levels 3  # every cut
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kshot-seeds", type=int, default=5)
     ap.add_argument("--full-seeds", type=int, default=2)
     ap.add_argument("--full-levels", type=int, default=None, help="cells with full data (default: every cell)")
-    ap.add_argument("--full-steps", type=int, default=1000)
+    ap.add_argument("--full-steps", type=int, default=4000, help="full-data VP step budget (the pilot chose 4,000)")
     ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args(argv)
     rows = project(a)
