@@ -10,11 +10,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lthvp.results.config import RunConfig
 from lthvp.results.metrics import evaluate
 from lthvp.results.presets import resolve
 from lthvp.results.run_record import RunRecord
+from lthvp.results.store import BundleError
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "cache" / "mini_digits.zip"
@@ -90,3 +92,19 @@ def page_bundle() -> Path:
             run(c, store)
         store.export_bundle(path, note="test fixture: tiny real runs")
     return path
+
+
+def store_state(store):
+    """Everything a refused import must leave as it was: the version, the hashes, every record."""
+    return store.version, store.hashes(), [store.get(h) for h in store.hashes()]
+
+
+def import_rejected(store, path, *needles) -> str:
+    """Import ``path`` expecting a one-line BundleError naming every needle and an unchanged store."""
+    before = store_state(store)
+    with pytest.raises(BundleError) as exc:
+        store.import_bundle(path)
+    message = str(exc.value)
+    assert "\n" not in message and all(n in message for n in needles), message
+    assert store_state(store) == before
+    return message

@@ -19,9 +19,9 @@ import lthvp.results.store as store_mod
 from lthvp.results import bundle_format, prediction_blocks
 from lthvp.results.predictions import encode_probs, stored_probs
 from lthvp.results.seeding import result_count
-from lthvp.results.store import BundleError, ResultStore, read_bundle
+from lthvp.results.store import ResultStore, read_bundle
 
-from helpers import REPO, make_record
+from helpers import REPO, import_rejected, make_record
 
 V1_FIXTURE = Path(__file__).parent / "fixtures" / "mini_digits_v1.zip"
 SHIPPED = REPO / "cache" / "mini_digits.zip"
@@ -64,20 +64,6 @@ def rezip(path, files: dict[str, bytes], manifest_update=None, relist=True) -> P
         for name, data in files.items():
             zf.writestr(name, json.dumps(manifest) if name == "manifest.json" else data)
     return path
-
-
-def state(store):
-    return store.version, store.hashes(), [store.get(h) for h in store.hashes()]
-
-
-def rejected(store, path, *needles) -> str:
-    before = state(store)
-    with pytest.raises(BundleError) as exc:
-        store.import_bundle(path)
-    message = str(exc.value)
-    assert "\n" not in message and all(n in message for n in needles), message
-    assert state(store) == before
-    return message
 
 
 # --- the format ---------------------------------------------------------------------------------
@@ -236,7 +222,7 @@ def test_hostile_blocks_are_refused_naming_the_member(one, tmp_path, case, needl
         "NaN": npy(bad_rows), "infinity": npy(inf), "rows of another length": npy(planes(n=39)),
     }
     files = {**files, name: blocks[case]}
-    message = rejected(store, rezip(tmp_path / "h.zip", files), *needles)
+    message = import_rejected(store, rezip(tmp_path / "h.zip", files), *needles)
     assert name in message
 
 
@@ -248,12 +234,12 @@ def test_a_member_missing_or_not_listed_is_refused(one, tmp_path):
     store, files, _ = one
     block = _only_block(files)
     gone = {n: d for n, d in files.items() if n != block}
-    rejected(store, rezip(tmp_path / "m.zip", gone, relist=False), block, "missing")
+    import_rejected(store, rezip(tmp_path / "m.zip", gone, relist=False), block, "missing")
     extra = {**files, "arrays/0999.npy": files[block]}
-    rejected(store, rezip(tmp_path / "x.zip", extra, relist=False), "arrays/0999.npy", "not listed in manifest.json")
-    rejected(store, rezip(tmp_path / "y.zip", {**files, "notes.txt": b"hi"}, relist=False), "notes.txt", "not listed")
+    import_rejected(store, rezip(tmp_path / "x.zip", extra, relist=False), "arrays/0999.npy", "not listed in manifest.json")
+    import_rejected(store, rezip(tmp_path / "y.zip", {**files, "notes.txt": b"hi"}, relist=False), "notes.txt", "not listed")
     listed_odd = rezip(tmp_path / "z.zip", {**files, "results/x.json": b"{}"})
-    rejected(store, listed_odd, "results/x.json", "not a format-2 member name")
+    import_rejected(store, listed_odd, "results/x.json", "not a format-2 member name")
 
 
 def test_a_member_that_differs_from_its_manifest_entry_is_refused(one, tmp_path):
@@ -261,8 +247,8 @@ def test_a_member_that_differs_from_its_manifest_entry_is_refused(one, tmp_path)
     block = _only_block(files)
     data = bytearray(files[block])
     data[-1] ^= 1  # one bit of one probability
-    rejected(store, rezip(tmp_path / "s.zip", {**files, block: bytes(data)}, relist=False), block, "sha256")
-    rejected(store, rezip(tmp_path / "b.zip", {**files, block: files[block] + b"\0"}, relist=False), block, "bytes")
+    import_rejected(store, rezip(tmp_path / "s.zip", {**files, block: bytes(data)}, relist=False), block, "sha256")
+    import_rejected(store, rezip(tmp_path / "b.zip", {**files, block: files[block] + b"\0"}, relist=False), block, "bytes")
 
 
 def test_references_that_do_not_fit_their_record_are_refused(one, tmp_path):
@@ -287,19 +273,19 @@ def test_references_that_do_not_fit_their_record_are_refused(one, tmp_path):
         (lambda r: r["predictions"].update(val=ref), "n_val is 20"),
     ]
     for i, (change, needle) in enumerate(cases):
-        rejected(store, with_record(change, f"r{i}"), lines, "line 1", needle)
+        import_rejected(store, with_record(change, f"r{i}"), lines, "line 1", needle)
     unused = with_record(lambda r: r["predictions"].update(val=None, val_labels=None), "unused")
-    rejected(store, unused, "arrays/", "used by no result")
+    import_rejected(store, unused, "arrays/", "used by no result")
 
 
 def test_manifest_of_format_2_is_checked(one, tmp_path):
     store, files, _ = one
-    rejected(store, rezip(tmp_path / "a.zip", files, {"results": ["0" * 16]}), "manifest.json", "'results'")
-    rejected(store, rezip(tmp_path / "b.zip", files, {"members": None}, relist=False), "manifest.json", "members")
+    import_rejected(store, rezip(tmp_path / "a.zip", files, {"results": ["0" * 16]}), "manifest.json", "'results'")
+    import_rejected(store, rezip(tmp_path / "b.zip", files, {"members": None}, relist=False), "manifest.json", "members")
     bad_entry = json.loads(files["manifest.json"])["members"]
     bad_entry = {n: {**e, "sha256": "x"} for n, e in bad_entry.items()}
-    rejected(store, rezip(tmp_path / "c.zip", files, {"members": bad_entry}, relist=False), "manifest.json", "sha256")
-    rejected(store, rezip(tmp_path / "d.zip", files, {"version": 3}), "v1 or v2")
+    import_rejected(store, rezip(tmp_path / "c.zip", files, {"members": bad_entry}, relist=False), "manifest.json", "sha256")
+    import_rejected(store, rezip(tmp_path / "d.zip", files, {"version": 3}), "v1 or v2")
 
 
 def test_member_sizes_are_bounded_before_reading(one, tmp_path, monkeypatch):
@@ -307,7 +293,7 @@ def test_member_sizes_are_bounded_before_reading(one, tmp_path, monkeypatch):
     block = _only_block(files)
     monkeypatch.setattr(store_mod, "MAX_MEMBER_BYTES", len(files[block]) - 1)
     first = {block: files[block], **files}  # the block is the first member the reader meets
-    rejected(store, rezip(tmp_path / "big.zip", first), block, "too large")
+    import_rejected(store, rezip(tmp_path / "big.zip", first), block, "too large")
 
 
 def test_format_2_records_lines_are_validated_like_format_1(one, tmp_path):
@@ -315,9 +301,9 @@ def test_format_2_records_lines_are_validated_like_format_1(one, tmp_path):
     lines = next(n for n in files if n.startswith("records/"))
     record = json.loads(files[lines])
     record["metrics"]["accuracy"] = 7.0
-    rejected(store, rezip(tmp_path / "v.zip", {**files, lines: json.dumps(record).encode()}), lines, "metrics.accuracy")
-    rejected(store, rezip(tmp_path / "j.zip", {**files, lines: b"{not json\n"}), lines, "malformed JSON")
-    rejected(store, rezip(tmp_path / "u.zip", {**files, lines: b"\xff\xfe\n"}), lines, "UTF-8")
+    import_rejected(store, rezip(tmp_path / "v.zip", {**files, lines: json.dumps(record).encode()}), lines, "metrics.accuracy")
+    import_rejected(store, rezip(tmp_path / "j.zip", {**files, lines: b"{not json\n"}), lines, "malformed JSON")
+    import_rejected(store, rezip(tmp_path / "u.zip", {**files, lines: b"\xff\xfe\n"}), lines, "UTF-8")
     deep = b"[" * 100_000 + b"]" * 100_000
-    rejected(store, rezip(tmp_path / "d.zip", {**files, lines: deep}), lines, "nested too deeply")
+    import_rejected(store, rezip(tmp_path / "d.zip", {**files, lines: deep}), lines, "nested too deeply")
     assert bundle_format.VERSION == 2

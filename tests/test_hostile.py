@@ -25,7 +25,7 @@ from lthvp.commands.cli import main
 from lthvp.results.config import V1_FIELDS, RunConfig
 from lthvp.results.store import BundleError, RecordError, ResultStore, StoreError, read_bundle
 
-from helpers import bundle_members, make_record
+from helpers import bundle_members, import_rejected, make_record
 
 
 @pytest.mark.parametrize("kwargs,needle", [
@@ -111,10 +111,6 @@ def populated(tmp_path):
     return s
 
 
-def _state(s):
-    return s.version, s.hashes(), [s.get(h) for h in s.hashes()]
-
-
 def _zip(path, members, compression=zipfile.ZIP_DEFLATED):
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         for name, data in members:
@@ -124,16 +120,6 @@ def _zip(path, members, compression=zipfile.ZIP_DEFLATED):
 
 def _manifest():
     return ("manifest.json", json.dumps({"format": "lthvp-bundle", "version": 1}))
-
-
-def _rejected(s, path, *needles):
-    before = _state(s)
-    with pytest.raises(BundleError) as exc:
-        s.import_bundle(path)
-    message = str(exc.value)
-    assert "\n" not in message and all(n in message for n in needles), message
-    assert _state(s) == before
-    return message
 
 
 def _forged_hash(config: dict) -> str:
@@ -166,7 +152,7 @@ def test_image_bomb_prompt_is_rejected_before_decoding(populated, tmp_path, side
     assert len(bomb) < 200_000
     members[0] = (members[0][0], bomb)
     path = _zip(tmp_path / "bomb.zip", [_manifest(), *members])
-    _rejected(populated, path, f"results/{rec['hash']}.json", "prompt_png", f"{side}x{side}")
+    import_rejected(populated, path, f"results/{rec['hash']}.json", "prompt_png", f"{side}x{side}")
     with pytest.raises(RecordError, match="pixels"):  # the same limit at put()
         populated.put({**rec, "prompt_png": base64.b64encode(bomb).decode()})
 
@@ -196,7 +182,7 @@ def test_poisoned_config_with_a_correctly_recomputed_hash(populated, tmp_path, c
     rec["config"] = {**rec["config"], **change}
     rec["hash"] = _forged_hash(rec["config"])
     path = _zip(tmp_path / "p.zip", [_manifest(), *bundle_members(rec)])
-    _rejected(populated, path, f"results/{rec['hash']}.json", "invalid config", field)
+    import_rejected(populated, path, f"results/{rec['hash']}.json", "invalid config", field)
     with pytest.raises(RecordError, match="invalid config"):
         populated.put(rec)
 
@@ -204,7 +190,7 @@ def test_poisoned_config_with_a_correctly_recomputed_hash(populated, tmp_path, c
 def test_non_canonical_config_is_rejected(populated, tmp_path):
     rec = make_record(4, with_prompt=False)
     rec["config"]["shots"] = "5"  # hashes like 5, but the table would show something else than was hashed
-    _rejected(populated, _zip(tmp_path / "c.zip", [_manifest(), *bundle_members(rec)]), "config.shots", "canonical")
+    import_rejected(populated, _zip(tmp_path / "c.zip", [_manifest(), *bundle_members(rec)]), "config.shots", "canonical")
 
 
 @pytest.mark.parametrize("path_,value,needle", [
@@ -228,7 +214,7 @@ def test_bad_values_name_the_member_and_the_field(populated, tmp_path, path_, va
         target = target[p]
     target[last] = value
     member = f"results/{rec['hash']}.json"
-    _rejected(populated, _zip(tmp_path / "v.zip", [_manifest(), (member, json.dumps(rec))]), member, needle)
+    import_rejected(populated, _zip(tmp_path / "v.zip", [_manifest(), (member, json.dumps(rec))]), member, needle)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
@@ -236,16 +222,16 @@ def test_non_finite_json_literals_are_rejected(populated, tmp_path, literal):
     rec = make_record(6, with_prompt=False)
     text = json.dumps(rec).replace(f'"ece": {json.dumps(rec["metrics"]["ece"])}', f'"ece": {literal}')
     assert literal in text
-    _rejected(populated, _zip(tmp_path / "n.zip", [_manifest(), (f"results/{rec['hash']}.json", text)]), "metrics.ece")
+    import_rejected(populated, _zip(tmp_path / "n.zip", [_manifest(), (f"results/{rec['hash']}.json", text)]), "metrics.ece")
 
 
 def test_unknown_keys_are_rejected_by_name_never_merged(populated, tmp_path):
     rec = make_record(7, with_prompt=False)
     inner = json.loads(json.dumps(rec))
     inner["metrics"]["hash"] = "0" * 16  # would overwrite the row's hash column
-    _rejected(populated, _zip(tmp_path / "m.zip", [_manifest(), *bundle_members(inner)]), "metrics", "'hash'")
+    import_rejected(populated, _zip(tmp_path / "m.zip", [_manifest(), *bundle_members(inner)]), "metrics", "'hash'")
     top = {**rec, "evil_column": 1}
-    _rejected(populated, _zip(tmp_path / "t.zip", [_manifest(), *bundle_members(top)]), "'evil_column'")
+    import_rejected(populated, _zip(tmp_path / "t.zip", [_manifest(), *bundle_members(top)]), "'evil_column'")
     with pytest.raises(RecordError, match="evil_column"):
         populated.put(top)
     assert "evil_column" not in populated.table().columns
@@ -254,7 +240,7 @@ def test_unknown_keys_are_rejected_by_name_never_merged(populated, tmp_path):
 @pytest.mark.parametrize("manifest", ["[]", "null", "[1, 2]", '"lthvp-bundle"', "7"])
 def test_manifest_that_is_not_an_object(populated, tmp_path, manifest):
     rec = make_record(8)
-    _rejected(populated, _zip(tmp_path / "mf.zip", [("manifest.json", manifest), *bundle_members(rec)]), "manifest")
+    import_rejected(populated, _zip(tmp_path / "mf.zip", [("manifest.json", manifest), *bundle_members(rec)]), "manifest")
 
 
 @pytest.mark.parametrize("where", ["manifest.json", "results/deep.json"])
@@ -263,7 +249,7 @@ def test_deeply_nested_json(populated, tmp_path, where):
     members = [_manifest(), *bundle_members(make_record(9))]
     members = [(n, deep if n == where else d) for n, d in members] + ([(where, deep)] if where.startswith("results/")
                                                                        else [])
-    _rejected(populated, _zip(tmp_path / "deep.zip", members), where, "nested too deeply")
+    import_rejected(populated, _zip(tmp_path / "deep.zip", members), where, "nested too deeply")
 
 
 def _patch_member(path: Path, name: str, patch) -> Path:
@@ -312,20 +298,20 @@ def test_corrupt_zipbundle_members(populated, tmp_path, patch, stored):
     body = json.dumps({**rec, "curves": [{"epoch": i, "val_acc": 0.5} for i in range(200)]})
     path = _zip(tmp_path / "corrupt.zip", [_manifest(), (member, body)],
                 compression=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
-    _rejected(populated, _patch_member(path, member, patch), member, "corrupt zip member")
+    import_rejected(populated, _patch_member(path, member, patch), member, "corrupt zip member")
 
 
 def test_oversize_record_and_bundle(populated, tmp_path, monkeypatch):
     rec = make_record(11, with_prompt=False)
     big = {**rec, "classes": ["c" * 200] * 11_000}  # every entry valid, 2.2 MB in all
     member = f"results/{rec['hash']}.json"
-    _rejected(populated, _zip(tmp_path / "big.zip", [_manifest(), (member, json.dumps(big))]), member, "too large")
+    import_rejected(populated, _zip(tmp_path / "big.zip", [_manifest(), (member, json.dumps(big))]), member, "too large")
     with pytest.raises(RecordError, match="too large"):
         populated.put(big)
     monkeypatch.setattr(store_mod, "MAX_EXPANDED_BYTES", 5_000)  # the whole-bundle limit, on what really expands
     many = [make_record(20 + i, with_prompt=False) for i in range(8)]
     members = [_manifest()] + [m for r in many for m in bundle_members(r)]
-    _rejected(populated, _zip(tmp_path / "many.zip", members), "in total")
+    import_rejected(populated, _zip(tmp_path / "many.zip", members), "in total")
 
 
 @pytest.mark.release
